@@ -1,0 +1,156 @@
+"""The ``edgedistill`` command: parse, load config, call the API, print.
+
+Every ``UsageError`` becomes one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgedistill.errors import UsageError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Distil large networks into models that run on edge devices.")
+console = Console()
+
+SET_HELP = "Override a config key, e.g. --set train.epochs=5 (repeatable)."
+
+
+def _table(title: str, columns: list[str], rows: list[list]) -> None:
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*[str(x) for x in row])
+    console.print(table)
+
+
+def _default_out(name: str) -> Path:
+    return Path("runs") / name
+
+
+@app.command()
+def train(config: Path, set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+          out: Optional[Path] = typer.Option(None, help="Run directory (default runs/NAME)."),
+          resume: bool = typer.Option(False, help="Continue from the run's last checkpoint."),
+          device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N")):
+    """Train a model on a dataset (this is how teachers are made)."""
+    from edgedistill import api
+    from edgedistill.config import TrainExperiment, load_config
+
+    overrides = [*set_, *([f"train.device={device}"] if device else [])]
+    cfg = load_config(config, TrainExperiment, overrides)
+    summary = api.train(cfg, out or _default_out(cfg.name), resume=resume)
+    console.print(f"final test accuracy {summary['final_test_acc']:.4f} "
+                  f"(best {summary['best_test_acc']:.4f}); run dir "
+                  f"{out or _default_out(cfg.name)}")
+
+
+@app.command()
+def distill(config: Path, set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+            out: Optional[Path] = typer.Option(None, help="Run directory (default runs/NAME)."),
+            resume: bool = typer.Option(False, help="Continue from the run's last checkpoint."),
+            device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N")):
+    """Distil a student from a teacher with the config's loss terms."""
+    from edgedistill.config import DistillExperiment, load_config
+    from edgedistill.distill.run import run_distill
+
+    overrides = [*set_, *([f"train.device={device}"] if device else [])]
+    cfg = load_config(config, DistillExperiment, overrides)
+    target = out or _default_out(cfg.name)
+    summary = run_distill(cfg, target, resume=resume)
+    console.print(f"student {summary['student']}: final test accuracy "
+                  f"{summary['final_test_acc']:.4f} (teacher {summary['teacher_acc']:.4f}); "
+                  f"run dir {target}")
+
+
+@app.command("eval")
+def eval_(source: str = typer.Argument(..., help="Run dir, checkpoint, weights or zoo:NAME"),
+          dataset: Optional[str] = typer.Option(None, help="Default: the run's dataset."),
+          limit_test: Optional[int] = typer.Option(None)):
+    """Print accuracy, loss, params, FLOPs and size of a trained model."""
+    from edgedistill.report.evaluation import evaluate_source
+
+    result = evaluate_source(source, dataset=dataset, limit_test=limit_test)
+    _table(f"eval {source}", ["metric", "value"], [[k, v] for k, v in result.items()])
+
+
+@app.command()
+def models():
+    """List the registered model families."""
+    from edgedistill.models import MODELS
+
+    _table("models", ["name", "description"], [[n, MODELS.describe(n)] for n in MODELS])
+
+
+@app.command()
+def datasets():
+    """List the registered datasets."""
+    from edgedistill.data import DATASETS
+
+    _table("datasets", ["name", "description"], [[n, DATASETS.describe(n)] for n in DATASETS])
+
+
+@app.command()
+def losses():
+    """List every registered distillation method."""
+    from edgedistill.losses import LOSSES
+
+    _table("losses", ["name", "description"], [[n, LOSSES.describe(n)] for n in LOSSES])
+
+
+@app.command()
+def zoo():
+    """List the teachers shipped with edgedistill."""
+    from edgedistill import pretrained
+
+    rows = [[name, e["model"], e["dataset"], f"{e['test_acc']:.4f}", e["date"]]
+            for name, e in sorted(pretrained.manifest().items())]
+    _table("shipped teachers (use as teacher: zoo:NAME)",
+           ["name", "model", "dataset", "test acc", "date"], rows)
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("runs/demo"), help="Where runs and the report go."),
+         epochs: int = typer.Option(3, help="Student epochs."),
+         limit_train: Optional[int] = typer.Option(20000, help="Training images used.")):
+    """Shipped teacher -> student from scratch and with hint+kd; prints a table."""
+    from edgedistill.demo import run_demo
+
+    report = run_demo(out, epochs=epochs, limit_train=limit_train)
+    console.print(f"report: {report}")
+
+
+@app.command()
+def export(run_dir: Path, format: str = typer.Option("onnx", help="onnx"),
+           int8: bool = typer.Option(False, help="Also write an ONNX Runtime int8 model."),
+           limit_test: Optional[int] = typer.Option(None, help="Test images for int8 accuracy.")):
+    """Export a trained model to ONNX, check it against PyTorch, time it."""
+    from edgedistill.export.onnx import export_run
+
+    if format != "onnx":
+        raise UsageError(f"--format {format!r} is not supported; choose: onnx")
+    result = export_run(run_dir, int8=int8, limit_test=limit_test)
+    _table(f"export {run_dir}", ["metric", "value"], [[k, v] for k, v in result.items()])
+
+
+def main() -> None:
+    """Entry point; click itself exits 2 on its own usage errors (unknown option...)."""
+    try:
+        app()
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

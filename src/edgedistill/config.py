@@ -1,0 +1,229 @@
+"""Pydantic schemas for every experiment YAML, and the loader that turns their
+validation errors into one clear line (offending key, allowed values)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edgedistill.errors import UsageError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AugmentConfig(Strict):
+    enabled: bool = True
+    crop_pad: int | None = Field(None, ge=0, description="None: the dataset's default")
+    hflip: bool | None = None
+
+
+class DataConfig(Strict):
+    dataset: str = "fashion_mnist"
+    root: str | None = None
+    limit_train: int | None = Field(None, gt=0)
+    limit_test: int | None = Field(None, gt=0)
+    batch_size: int = Field(128, gt=0)
+    eval_batch_size: int = Field(512, gt=0)
+    augment: AugmentConfig = AugmentConfig()
+    num_draws: int | None = Field(None, gt=0, description="augmentation draws reused cyclically")
+    options: dict[str, Any] = {}
+
+
+class ModelConfig(Strict):
+    name: str
+    kwargs: dict[str, Any] = {}
+
+
+class OptimizerConfig(Strict):
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0)
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class ScheduleConfig(Strict):
+    name: Literal["cosine", "step", "onecycle", "constant"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0)
+    milestones: list[float] = Field([], description="step: epochs where lr *= gamma")
+    gamma: float = Field(0.1, gt=0)
+    min_lr_ratio: float = Field(0.0, ge=0)
+    pct_start: float = Field(0.3, gt=0, lt=1)
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(30, gt=0)
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    grad_clip: float | None = Field(None, gt=0)
+    device: str = "auto"
+    threads: int | None = Field(None, gt=0)
+    amp: bool = True
+    deterministic: bool = False
+    checkpoint_every_steps: int | None = Field(None, gt=0)
+    progress: bool = True
+
+
+class HaltingRule(Strict):
+    """One early-halting criterion; see ``train/halting.py`` for the kinds."""
+
+    kind: Literal["plateau", "agreement", "teacher_gap", "loss_improvement"]
+    patience: int = Field(3, gt=0)
+    min_delta: float = Field(0.001, ge=0)
+    threshold: float = Field(0.95, gt=0)
+    epsilon: float = Field(0.005, ge=0)
+    window: int = Field(3, gt=0)
+    delta: float = Field(0.01, ge=0)
+    min_epochs: int = Field(1, ge=0)
+
+
+class RunBase(Strict):
+    name: str = "run"
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    halting: list[HaltingRule] = []
+    halting_mode: Literal["any", "all"] = "any"
+
+
+class TrainExperiment(RunBase):
+    """``edgedistill train``: one model, one dataset, supervised."""
+
+    model: ModelConfig
+
+
+class CacheConfig(Strict):
+    dir: str | None = Field(None, description="default: <run parent>/.teacher_cache")
+    top_k: int | None = Field(None, gt=0)
+    num_draws: int = Field(4, gt=0)
+    batch_size: int = Field(512, gt=0)
+
+
+class PoolConfig(Strict):
+    replicas: list[dict[str, Any]] = [{"backend": "torch", "num_cpus": 1}]
+    address: str | None = None
+    max_in_flight: int = Field(4, gt=0)
+    deadline_s: float = Field(30.0, gt=0)
+    autoscale: dict[str, Any] | None = None
+    top_k: int | None = Field(None, gt=0)
+
+
+class TeacherConfig(Strict):
+    source: str = Field(..., description="zoo:NAME, a run directory, or a checkpoint file")
+    mode: Literal["online", "cache", "pool"] = "online"
+    cache: CacheConfig = CacheConfig()
+    pool: PoolConfig = PoolConfig()
+
+
+class StudentConfig(Strict):
+    name: str | None = None
+    kwargs: dict[str, Any] = {}
+    derive: Literal["shallower", "narrower", "both"] | None = None
+    depth: int | None = Field(None, gt=0)
+    width: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> StudentConfig:
+        if (self.name is None) == (self.derive is None):
+            raise ValueError("give exactly one of student.name or student.derive")
+        return self
+
+
+class LossConfig(Strict):
+    name: str
+    weight: float | None = Field(None, description="None: the method's published default")
+    label: str | None = Field(None, description="name in logs; default: the loss name")
+    student_layers: list[str] = []
+    teacher_layers: list[str] = []
+    params: dict[str, Any] = {}
+
+
+class DistillExperiment(RunBase):
+    """``edgedistill distill``: a student learns from a frozen teacher."""
+
+    teacher: TeacherConfig
+    student: StudentConfig
+    losses: list[LossConfig] = [LossConfig(name="ce", weight=1.0), LossConfig(name="kd", weight=1.0)]
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b=c`` overrides; values are parsed as YAML (numbers, lists, null)."""
+    for item in overrides:
+        if "=" not in item:
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=5")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = raw
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise UsageError(f"--set {key}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = yaml.safe_load(value)
+    return raw
+
+
+def _allowed_keys(schema: type[BaseModel], loc: tuple) -> list[str]:
+    model: Any = schema
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        args = [a for a in getattr(ann, "__args__", ()) if isinstance(a, type)]
+        candidates = [ann, *args]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)),
+                     None)
+        if model is None:
+            return []
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def format_validation_error(err: ValidationError, schema: type[BaseModel], source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(schema, loc)
+            lines.append(f"unknown key {key!r}; allowed keys here: {', '.join(allowed)}")
+        elif e["type"] == "missing":
+            lines.append(f"missing key {key!r}")
+        else:
+            lines.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
+    return f"{source}: " + "; ".join(lines)
+
+
+def validate(raw: dict, schema: type[BaseModel], source: str = "config") -> Any:
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as err:
+        raise UsageError(format_validation_error(err, schema, source)) from None
+
+
+def load_config(path: str | Path, schema: type[BaseModel], overrides: list[str] = ()) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"config file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UsageError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"{path}: the top level must be a mapping of keys")
+    return validate(apply_overrides(raw, list(overrides)), schema, str(path))
+
+
+def dump_config(cfg: BaseModel) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,108 @@
+"""``edgedistill distill``: build teacher, student, source and Distiller from a config
+and train. The run directory also records the teacher's accuracy and the student's
+size, so reports compare without re-running the teacher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgedistill import api
+from edgedistill.config import DistillExperiment, StudentConfig
+from edgedistill.distill.distiller import Distiller
+from edgedistill.distill.sources import OnlineSource, TeacherSource
+from edgedistill.errors import UsageError
+from edgedistill.train.callbacks import Callback, PrintProgress
+from edgedistill.train.device import resolve_device
+from edgedistill.train.halting import halting_callbacks
+from edgedistill.train.trainer import Trainer, evaluate
+
+
+def build_student(cfg: StudentConfig, teacher: nn.Module, num_classes: int,
+                  in_channels: int) -> nn.Module:
+    from edgedistill.models import create_model, derive_student
+
+    if cfg.name:
+        return create_model(cfg.name, num_classes=num_classes, in_channels=in_channels,
+                            **cfg.kwargs)
+    spec = derive_student(teacher.spec, cfg.derive, depth=cfg.depth, width=cfg.width)
+    return create_model(**spec)
+
+
+def check_teacher_fits(teacher: nn.Module, data, source: str) -> None:
+    spec = getattr(teacher, "spec", {})
+    want = {"num_classes": data.num_classes, "in_channels": data.images.shape[1]}
+    for key, value in want.items():
+        if spec.get(key) not in (None, value):
+            raise UsageError(f"teacher {source!r} has {key}={spec[key]} but dataset "
+                             f"{data.name!r} has {value}; pick a teacher trained on this data")
+
+
+def build_source(cfg: DistillExperiment, teacher: nn.Module, device: torch.device,
+                 run_dir: Path) -> TeacherSource:
+    mode = cfg.teacher.mode
+    if mode == "online":
+        return OnlineSource(teacher, device, cfg.train.amp)
+    if mode == "cache":
+        from edgedistill.distill.cache import CacheSource
+
+        c = cfg.teacher.cache
+        root = Path(c.dir) if c.dir else run_dir.parent / ".teacher_cache"
+        return CacheSource(teacher, root, device, num_draws=c.num_draws, top_k=c.top_k,
+                           batch_size=c.batch_size, amp=cfg.train.amp)
+    from edgedistill.elastic.source import PoolSource
+
+    return PoolSource(cfg.teacher.source, cfg.teacher.pool, device)
+
+
+class TeacherReference(Callback):
+    """Adds the teacher's accuracy and the student-teacher agreement to each epoch."""
+
+    def __init__(self, teacher_acc: float, teacher_preds: torch.Tensor):
+        self.teacher_acc = teacher_acc
+        self.teacher_preds = teacher_preds
+
+    def on_epoch_end(self, trainer, record: dict[str, Any]) -> None:
+        record["teacher_acc"] = self.teacher_acc
+        preds = trainer.last_eval_preds
+        record["agreement"] = (preds == self.teacher_preds).float().mean().item()
+        return None
+
+
+def run_distill(cfg: DistillExperiment, out: str | Path, resume: bool = False,
+                progress: bool = True) -> dict[str, Any]:
+    from edgedistill.models import student_name, summarize
+
+    run_dir = api.prepare_run_dir(out, resume)
+    api.configure_torch(cfg)
+    device = resolve_device(cfg.train.device)
+    train_data, test_data = api.build_data(cfg.data, cfg.seed)
+    teacher = api.load_model(cfg.teacher.source)
+    check_teacher_fits(teacher, train_data, cfg.teacher.source)
+    student = build_student(cfg.student, teacher, train_data.num_classes,
+                            train_data.images.shape[1])
+    draws = cfg.teacher.cache.num_draws if cfg.teacher.mode == "cache" else None
+    train_pipe, test_pipe = api.build_pipelines(cfg.data, train_data, test_data, cfg.seed,
+                                                device, num_draws=draws)
+    teacher_eval = evaluate(teacher.to(device), test_pipe, device, cfg.train.amp)
+    source = build_source(cfg, teacher, device, run_dir)
+    distiller = Distiller(student, teacher, source, cfg.losses)
+    distiller.setup(train_pipe, train_pipe.batch(0, 0))
+    callbacks: list[Callback] = [TeacherReference(teacher_eval["acc"], teacher_eval["preds"])]
+    callbacks += halting_callbacks(cfg, has_teacher=True)
+    if progress and cfg.train.progress:
+        callbacks.append(PrintProgress())
+    shape = (1, *train_data.images.shape[1:])
+    info = summarize(student, shape)
+    distiller.summary_extra = lambda: {
+        "student": student_name(student.spec), "teacher": cfg.teacher.source,
+        "teacher_acc": teacher_eval["acc"], "student_params": info["params"],
+        "student_flops": info["flops"], "teacher_mode": cfg.teacher.mode}
+    try:
+        trainer = Trainer(distiller, train_pipe, test_pipe, cfg, run_dir, callbacks, device)
+        return trainer.fit(resume=resume)
+    finally:
+        source.close()

@@ -1,0 +1,210 @@
+"""The binary wire format between device and edge server: one tensor per message.
+
+Layout (little-endian), version 1::
+
+    offset  size        field
+    0       4           magic b"EDSW"
+    4       1           version (1)
+    5       1           dtype: 1 uint8 (affine-quantized), 2 float16, 3 float32
+    6       1           flags: bit 0 per-channel quantization (axis 1);
+                        bits 1-2 compression: 0 none, 1 zlib, 2 zstd; other bits 0
+    7       1           ndim (1..6)
+    8       4 * ndim    dims, uint32, each >= 1
+    ...     4 * k       scales, float32, finite and > 0     (uint8 only; k = 1 or dims[1])
+    ...     k           zero points, uint8                  (uint8 only)
+    ...     4           payload length in bytes, uint32
+    ...     n           payload: the elements in C order, compressed if flagged
+
+``len(encode(...))`` is exactly what crosses the network as the request body, so
+bytes per sample are counted, not estimated. ``decode`` checks every field and the
+total length (no trailing bytes), decompresses with a hard output limit (no
+decompression bombs) and raises ``WireError`` naming the first thing wrong; the
+server maps its ``status`` to the HTTP answer.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgedistill.split.quantize import QTensor, dequantize
+
+MAGIC = b"EDSW"
+VERSION = 1
+MAX_NDIM = 6
+MEDIA_TYPE = "application/vnd.edgedistill.tensor"
+DTYPES = {1: np.dtype(np.uint8), 2: np.dtype("<f2"), 3: np.dtype("<f4")}
+CODES = {np.dtype(np.uint8): 1, np.dtype(np.float16): 2, np.dtype(np.float32): 3}
+COMPRESSIONS = {"none": 0, "zlib": 1, "zstd": 2}
+_PREFIX = struct.Struct("<4sBBBB")
+
+
+class WireError(ValueError):
+    """A malformed or unsupported message; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class WireTensor:
+    """A decoded message: raw elements and, for uint8, the quantization parameters."""
+
+    data: np.ndarray
+    scale: np.ndarray | None = None
+    zero_point: np.ndarray | None = None
+    per_channel: bool = False
+    compression: str = "none"
+
+    def to_float(self) -> np.ndarray:
+        """float32 values: dequantized for uint8, converted for float16."""
+        if self.scale is None:
+            return self.data.astype(np.float32)
+        axis = 1 if self.per_channel else None
+        return dequantize(QTensor(self.data, self.scale, self.zero_point, axis))
+
+
+def _zstd():
+    try:
+        import zstandard
+    except ImportError:
+        return None
+    return zstandard
+
+
+def available_compressions() -> list[str]:
+    return [c for c in COMPRESSIONS if c != "zstd" or _zstd() is not None]
+
+
+def _compress(raw: bytes, compression: str, level: int | None) -> bytes:
+    if compression == "none":
+        return raw
+    if compression == "zlib":
+        return zlib.compress(raw, 6 if level is None else level)
+    zstd = _zstd()
+    if zstd is None:
+        raise WireError("zstd compression needs the 'zstandard' package (pip install zstandard)",
+                        415)
+    return zstd.ZstdCompressor(level=3 if level is None else level).compress(raw)
+
+
+def encode(tensor: QTensor | np.ndarray, compression: str = "none",
+           level: int | None = None) -> bytes:
+    """One message for a quantized tensor, or a float16/float32 array sent as is."""
+    if compression not in COMPRESSIONS:
+        raise WireError(f"unknown compression {compression!r}; choose one of: "
+                        f"{', '.join(COMPRESSIONS)}")
+    q = tensor if isinstance(tensor, QTensor) else None
+    data = np.ascontiguousarray(q.data if q else tensor)
+    if data.dtype not in CODES:
+        raise WireError(f"cannot send dtype {data.dtype}; send uint8 (quantized), float16 "
+                        "or float32")
+    if q and q.per_channel and (q.axis != 1 or data.ndim < 2):
+        raise WireError("per-channel quantization must be along axis 1 of a 2-d or larger tensor")
+    if not 1 <= data.ndim <= MAX_NDIM:
+        raise WireError(f"tensors must have 1 to {MAX_NDIM} dimensions, got {data.ndim}")
+    flags = (1 if q and q.per_channel else 0) | (COMPRESSIONS[compression] << 1)
+    parts = [_PREFIX.pack(MAGIC, VERSION, CODES[data.dtype], flags, data.ndim),
+             struct.pack(f"<{data.ndim}I", *data.shape)]
+    if q:
+        parts += [q.scale.astype("<f4").tobytes(), q.zero_point.astype(np.uint8).tobytes()]
+    payload = _compress(data.astype(data.dtype.newbyteorder("<")).tobytes(), compression, level)
+    parts += [struct.pack("<I", len(payload)), payload]
+    return b"".join(parts)
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data = memoryview(data)
+        self.pos = 0
+
+    def take(self, n: int, what: str) -> memoryview:
+        if self.pos + n > len(self.data):
+            raise WireError(f"message truncated: {len(self.data)} bytes end inside {what} "
+                            f"(needs bytes {self.pos}..{self.pos + n - 1})")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+
+def _decompress(payload: bytes, compression: str, expected: int) -> bytes:
+    if compression == "none":
+        return payload
+    if compression == "zlib":
+        inflater = zlib.decompressobj()
+        try:
+            raw = inflater.decompress(payload, expected + 1)
+        except zlib.error as err:
+            raise WireError(f"zlib payload is corrupt: {err}") from None
+        if not inflater.eof or inflater.unused_data or len(raw) != expected:
+            raise WireError(f"zlib payload does not inflate to exactly {expected} bytes")
+        return raw
+    zstd = _zstd()
+    if zstd is None:
+        raise WireError("this server cannot decode zstd; send zlib or uncompressed", 415)
+    try:
+        with zstd.ZstdDecompressor().stream_reader(io.BytesIO(payload)) as reader:
+            raw = reader.read(expected + 1)
+    except zstd.ZstdError as err:
+        raise WireError(f"zstd payload is corrupt: {err}") from None
+    if len(raw) != expected:
+        raise WireError(f"zstd payload does not inflate to exactly {expected} bytes")
+    return raw
+
+
+def decode(message: bytes, max_elements: int = 1 << 24) -> WireTensor:
+    """Parse and check one message; ``max_elements`` bounds the memory a message may claim."""
+    r = _Reader(message)
+    magic, version, code, flags, ndim = _PREFIX.unpack(r.take(_PREFIX.size, "the header"))
+    if magic != MAGIC:
+        raise WireError(f"not an edgedistill tensor message (magic {bytes(magic)!r}, "
+                        f"expected {MAGIC!r})")
+    if version != VERSION:
+        raise WireError(f"unsupported wire version {version}; this side speaks {VERSION}")
+    if code not in DTYPES:
+        raise WireError(f"unknown dtype code {code}; valid: 1 uint8, 2 float16, 3 float32")
+    if flags & ~0b111:
+        raise WireError(f"reserved flag bits set (flags 0b{flags:08b})")
+    names = {v: k for k, v in COMPRESSIONS.items()}
+    compression = names.get(flags >> 1)
+    if compression is None:
+        raise WireError(f"unknown compression code {flags >> 1}; valid: 0 none, 1 zlib, 2 zstd")
+    per_channel = bool(flags & 1)
+    if not 1 <= ndim <= MAX_NDIM:
+        raise WireError(f"ndim {ndim} is outside 1..{MAX_NDIM}")
+    shape = struct.unpack(f"<{ndim}I", r.take(4 * ndim, "the dims"))
+    if any(d == 0 for d in shape):
+        raise WireError(f"shape {shape} has a zero dimension")
+    count = math.prod(shape)
+    if count > max_elements:
+        raise WireError(f"shape {shape} has {count} elements; the limit is {max_elements}", 413)
+    dtype = DTYPES[code]
+    scale = zero_point = None
+    if dtype == np.uint8:
+        if per_channel and ndim < 2:
+            raise WireError("per-channel quantization needs at least 2 dimensions")
+        k = shape[1] if per_channel else 1
+        scale = np.frombuffer(r.take(4 * k, "the scales"), "<f4").astype(np.float32)
+        zero_point = np.frombuffer(r.take(k, "the zero points"), np.uint8).copy()
+        if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+            raise WireError(f"scales must be finite and > 0, got {scale[:8].tolist()}")
+    elif per_channel:
+        raise WireError(f"the per-channel flag is only valid for uint8, not {dtype}")
+    (length,) = struct.unpack("<I", r.take(4, "the payload length"))
+    payload = bytes(r.take(length, "the payload"))
+    if r.pos != len(message):
+        raise WireError(f"{len(message) - r.pos} trailing bytes after the payload")
+    expected = count * dtype.itemsize
+    if compression == "none" and length != expected:
+        raise WireError(f"payload is {length} bytes; shape {shape} of {dtype} needs {expected}")
+    raw = _decompress(payload, compression, expected)
+    data = np.frombuffer(raw, dtype).reshape(shape)
+    if dtype != np.uint8 and not np.all(np.isfinite(data)):
+        raise WireError("float payload contains NaN or infinite values")
+    return WireTensor(data, scale, zero_point, per_channel, compression)

@@ -1,0 +1,92 @@
+"""Early halting: stop training when more epochs stop paying.
+
+Criteria (``halting:`` in any config, combined with ``halting_mode: any|all``):
+
+* ``plateau``: test accuracy has not improved by ``min_delta`` for ``patience`` epochs.
+* ``agreement``: the student's test predictions agree with the teacher's on at
+  least ``threshold`` of samples.
+* ``teacher_gap``: teacher accuracy minus student accuracy is below ``epsilon``.
+* ``loss_improvement``: the relative improvement of the distillation loss (the sum of
+  terms other than ``ce``; the total when there are none) over the last ``window``
+  epochs is below ``delta``.
+
+Each rule is a pure function of the metric history so it can be tested on synthetic
+sequences; ``HaltingCallback`` applies them and the Trainer writes the reason, epoch
+and metric values into ``summary.json``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgedistill.config import HaltingRule, RunBase
+from edgedistill.errors import UsageError
+from edgedistill.train.callbacks import Callback
+
+TEACHER_RULES = {"agreement", "teacher_gap"}
+
+
+def distill_loss(record: dict[str, Any]) -> float:
+    terms = {k: v for k, v in record.items() if k.startswith("loss/") and k != "loss/ce"}
+    return sum(terms.values()) if terms else record["train_loss"]
+
+
+def check_rule(rule: HaltingRule, history: list[dict[str, Any]]) -> str | None:
+    """The reason to halt after the last record of ``history``, or None."""
+    if len(history) < max(rule.min_epochs, 1):
+        return None
+    last = history[-1]
+    if rule.kind == "plateau":
+        if len(history) <= rule.patience:
+            return None
+        best_before = max(r["test_acc"] for r in history[: -rule.patience])
+        recent = max(r["test_acc"] for r in history[-rule.patience:])
+        if recent < best_before + rule.min_delta:
+            return (f"plateau: test accuracy {recent:.4f} in the last {rule.patience} epochs did "
+                    f"not beat {best_before:.4f} by {rule.min_delta}")
+    elif rule.kind == "agreement":
+        if last.get("agreement", 0.0) >= rule.threshold:
+            return f"agreement: student agrees with teacher on {last['agreement']:.4f} >= " \
+                   f"{rule.threshold}"
+    elif rule.kind == "teacher_gap":
+        gap = last["teacher_acc"] - last["test_acc"]
+        if gap < rule.epsilon:
+            return f"teacher_gap: {gap:.4f} below {rule.epsilon}"
+    elif rule.kind == "loss_improvement":
+        if len(history) <= rule.window:
+            return None
+        before = distill_loss(history[-rule.window - 1])
+        now = distill_loss(last)
+        rel = (before - now) / max(abs(before), 1e-12)
+        if rel < rule.delta:
+            return (f"loss_improvement: distillation loss improved {rel:.4f} over "
+                    f"{rule.window} epochs, below {rule.delta}")
+    return None
+
+
+def should_halt(rules: list[HaltingRule], history: list[dict[str, Any]],
+                mode: str = "any") -> str | None:
+    reasons = [check_rule(rule, history) for rule in rules]
+    fired = [r for r in reasons if r]
+    if not fired or (mode == "all" and len(fired) < len(rules)):
+        return None
+    return "; ".join(fired)
+
+
+class HaltingCallback(Callback):
+    def __init__(self, rules: list[HaltingRule], mode: str = "any"):
+        self.rules = rules
+        self.mode = mode
+
+    def on_epoch_end(self, trainer, record: dict[str, Any]) -> str | None:
+        return should_halt(self.rules, [*trainer.records, record], self.mode)
+
+
+def halting_callbacks(cfg: RunBase, has_teacher: bool = False) -> list[Callback]:
+    if not cfg.halting:
+        return []
+    needs = {r.kind for r in cfg.halting} & TEACHER_RULES
+    if needs and not has_teacher:
+        raise UsageError(f"halting rules {sorted(needs)} need a teacher; use them with "
+                         "`edgedistill distill`, or use plateau/loss_improvement")
+    return [HaltingCallback(cfg.halting, cfg.halting_mode)]

@@ -1,0 +1,239 @@
+"""The generic Trainer: sums and logs a task's named losses, writes the run dir.
+
+A run directory holds ``config.yaml``, ``metrics.jsonl`` (one JSON object per
+epoch), ``summary.json``, ``model.safetensors`` (the eval model, last epoch),
+``checkpoints/last.pt`` (full state) and ``plots/``. Data order and augmentation
+are pure functions of (seed, epoch, step), so a checkpoint that stores the
+model, optimizer, RNG and position resumes to the same numbers as a run that
+was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgedistill.config import RunBase, dump_config
+from edgedistill.train.callbacks import Callback
+from edgedistill.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from edgedistill.train.device import autocast, resolve_device
+from edgedistill.train.schedule import lr_at
+
+
+def build_optimizer(params, cfg) -> torch.optim.Optimizer:
+    opt = cfg.optimizer
+    if opt.name == "sgd":
+        return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum,
+                               nesterov=opt.nesterov and opt.momentum > 0,
+                               weight_decay=opt.weight_decay)
+    cls = torch.optim.Adam if opt.name == "adam" else torch.optim.AdamW
+    return cls(params, lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, pipe, device: torch.device, amp: bool = True) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of ``model`` over an eval pipeline."""
+    was_training = model.training
+    model.eval()
+    correct, loss_sum, seen, preds = 0, 0.0, 0, []
+    for batch in pipe.epoch(0):
+        with autocast(device, amp):
+            logits = model(batch.images)
+        logits = logits.float()
+        loss_sum += torch.nn.functional.cross_entropy(logits, batch.labels, reduction="sum").item()
+        preds.append(logits.argmax(1).cpu())
+        correct += (preds[-1] == batch.labels.cpu()).sum().item()
+        seen += batch.labels.numel()
+    model.train(was_training)
+    return {"acc": correct / max(seen, 1), "loss": loss_sum / max(seen, 1),
+            "preds": torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)}
+
+
+class Trainer:
+    def __init__(self, task: nn.Module, train_pipe, test_pipe, cfg: RunBase, run_dir: str | Path,
+                 callbacks: list[Callback] = (), device: torch.device | None = None):
+        self.cfg = cfg
+        self.task = task
+        self.train_pipe = train_pipe
+        self.test_pipe = test_pipe
+        self.run_dir = Path(run_dir)
+        self.callbacks = list(callbacks)
+        self.device = device or resolve_device(cfg.train.device)
+        self.epochs = cfg.train.epochs
+        self.steps_per_epoch = len(train_pipe)
+        self.total_steps = self.epochs * self.steps_per_epoch
+        self.task.to(self.device)
+        params = [p for p in task.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(params, cfg.train)
+        self.records: list[dict[str, Any]] = []
+        self.halted: dict[str, Any] | None = None
+        self._fresh_accum()
+        self.epoch, self.step, self.global_step = 0, 0, 0
+        self.wall, self.images_seen, self.best_acc, self.best_epoch = 0.0, 0, -1.0, -1
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    def _fresh_accum(self) -> None:
+        self.accum = {"loss_sums": {}, "correct": 0, "seen": 0, "epoch_seconds": 0.0}
+
+    # ---- state ----
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.task.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "accum": self.accum, "wall": self.wall, "images_seen": self.images_seen,
+            "best_acc": self.best_acc, "best_epoch": self.best_epoch,
+            "spec": json.dumps(self.eval_spec()),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.task.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.global_step = state["global_step"]
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self.accum = state["accum"]
+        self.wall, self.images_seen = state["wall"], state["images_seen"]
+        self.best_acc, self.best_epoch = state["best_acc"], state["best_epoch"]
+
+    def eval_spec(self) -> dict:
+        return getattr(self.task.eval_model, "spec", {})
+
+    def save(self) -> None:
+        save_checkpoint(self.ckpt_path, self.state())
+
+    # ---- run dir ----
+    def _prepare_run_dir(self, resume: bool) -> None:
+        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "plots").mkdir(exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(dump_config(self.cfg))
+        metrics = self.run_dir / "metrics.jsonl"
+        if resume and metrics.exists():
+            lines = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+            self.records = [r for r in lines if r["epoch"] < self.epoch]
+            metrics.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+        elif metrics.exists():
+            metrics.unlink()
+
+    # ---- loop ----
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        if resume and self.ckpt_path.exists():
+            self.load_state(load_checkpoint(self.ckpt_path))
+        else:
+            torch.manual_seed(self.cfg.seed)
+        self._prepare_run_dir(resume)
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        try:
+            while self.epoch < self.epochs and self.halted is None:
+                self._train_epoch()
+        finally:
+            for cb in self.callbacks:
+                getattr(cb, "close", lambda: None)()
+        return self._finish()
+
+    def _train_epoch(self) -> None:
+        cfg = self.cfg.train
+        self.task.train()
+        tic = time.perf_counter()
+        for batch in self.train_pipe.epoch(self.epoch, start_step=self.step):
+            lr = lr_at(self.global_step, self.total_steps, self.steps_per_epoch,
+                       cfg.optimizer.lr, cfg.schedule)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            with autocast(self.device, cfg.amp):
+                logits, losses = self.task(batch)
+            total = sum(losses.values())
+            self.optimizer.zero_grad(set_to_none=True)
+            if total.requires_grad:  # every term can be inactive (staged FitNets)
+                total.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.task.parameters(), cfg.grad_clip)
+                self.optimizer.step()
+            n = batch.labels.numel()
+            sums = self.accum["loss_sums"]
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + value.item() * n
+            self.accum["correct"] += (logits.argmax(1) == batch.labels).sum().item()
+            self.accum["seen"] += n
+            self.images_seen += n
+            self.step += 1
+            self.global_step += 1
+            elapsed = self.accum["epoch_seconds"] + time.perf_counter() - tic
+            step_metrics = {"epoch": self.epoch, "step": self.step - 1, "lr": lr,
+                            "loss": total.item(), "acc": self.accum["correct"] / self.accum["seen"],
+                            "images_per_s": self.accum["seen"] / max(elapsed, 1e-9)}
+            for cb in self.callbacks:
+                cb.on_step_end(self, step_metrics)
+            every = cfg.checkpoint_every_steps
+            if every and self.global_step % every == 0 and self.step < self.steps_per_epoch:
+                self.accum["epoch_seconds"] = elapsed
+                self.wall += time.perf_counter() - tic
+                tic = time.perf_counter()
+                self.save()
+        self._end_epoch(lr, tic)
+
+    def _end_epoch(self, lr: float, tic: float) -> None:
+        train_seconds = self.accum["epoch_seconds"] + time.perf_counter() - tic
+        self.wall += time.perf_counter() - tic
+        result = evaluate(self.task.eval_model, self.test_pipe, self.device, self.cfg.train.amp)
+        self.last_eval_preds = result["preds"]
+        seen = max(self.accum["seen"], 1)
+        record: dict[str, Any] = {
+            "epoch": self.epoch, "lr": lr,
+            "train_loss": sum(self.accum["loss_sums"].values()) / seen,
+            **{f"loss/{k}": v / seen for k, v in self.accum["loss_sums"].items()},
+            "train_acc": self.accum["correct"] / seen,
+            "test_acc": result["acc"], "test_loss": result["loss"],
+            "epoch_seconds": train_seconds, "images_per_s": self.accum["seen"] / train_seconds,
+            "wall_seconds": self.wall, "images_seen": self.images_seen,
+        }
+        record.update(getattr(self.task, "epoch_stats", lambda: {})())
+        if result["acc"] > self.best_acc:
+            self.best_acc, self.best_epoch = result["acc"], self.epoch
+        reasons = []
+        for cb in self.callbacks:
+            reason = cb.on_epoch_end(self, record)
+            if reason:
+                reasons.append(reason)
+        self.records.append(record)
+        with open(self.run_dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        self.epoch += 1
+        self.step = 0
+        self._fresh_accum()
+        if reasons:
+            self.halted = {"reason": "; ".join(reasons), "epoch": record["epoch"],
+                           "metrics": {k: v for k, v in record.items() if not k.startswith("loss/")}}
+        save_weights(self.run_dir / "model.safetensors", self.task.eval_model.state_dict(),
+                     self.eval_spec())
+        self.save()
+
+    def _finish(self) -> dict[str, Any]:
+        from edgedistill.report.plots import plot_training_curves
+
+        last = self.records[-1] if self.records else {}
+        summary = {
+            "name": self.cfg.name, "spec": self.eval_spec(), "device": str(self.device),
+            "epochs_run": len(self.records), "epochs_planned": self.epochs,
+            "final_test_acc": last.get("test_acc"), "best_test_acc": self.best_acc,
+            "best_epoch": self.best_epoch, "wall_seconds": self.wall,
+            "images_seen": self.images_seen, "halted": self.halted,
+        }
+        summary.update(getattr(self.task, "summary_extra", lambda: {})())
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if self.records:
+            plot_training_curves(self.records, self.run_dir / "plots")
+        return summary

@@ -1,0 +1,55 @@
+"""Shared test settings: one CPU thread (small models; deterministic; CI has 2 cores),
+and helpers to build tiny experiments."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "edgedistill.cli"]
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600):
+    """Run the real ``edgedistill`` command in a subprocess."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=timeout)
+
+
+def tiny_train_config(**over) -> dict:
+    cfg = {
+        "name": "tiny", "seed": 0,
+        "data": {"dataset": "fashion_mnist", "limit_train": 512, "limit_test": 256,
+                 "batch_size": 64, "eval_batch_size": 256},
+        "model": {"name": "resnet8"},
+        "train": {"epochs": 2, "threads": 1, "progress": False,
+                  "optimizer": {"name": "sgd", "lr": 0.05}},
+    }
+    for key, value in over.items():
+        node = cfg
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return cfg
+
+
+@pytest.fixture
+def write_yaml(tmp_path):
+    import yaml
+
+    def write(cfg: dict, name: str = "cfg.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+
+    return write

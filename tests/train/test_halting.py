@@ -1,0 +1,61 @@
+import pytest
+
+from edgedistill.config import HaltingRule, TrainExperiment
+from edgedistill.errors import UsageError
+from edgedistill.train.halting import check_rule, halting_callbacks, should_halt
+
+
+def hist(accs, **extra):
+    out = []
+    for i, a in enumerate(accs):
+        rec = {"epoch": i, "test_acc": a, "train_loss": 1.0}
+        for k, seq in extra.items():
+            rec[k] = seq[i]
+        out.append(rec)
+    return out
+
+
+def test_plateau_fires_only_after_patience_without_improvement():
+    rule = HaltingRule(kind="plateau", patience=2, min_delta=0.01)
+    h = hist([0.5, 0.7, 0.705, 0.709])
+    assert check_rule(rule, h[:3]) is None  # 0.705 vs best-before 0.5: improved
+    assert "plateau" in check_rule(rule, h)  # last 2 (0.705, 0.709) < 0.7 + 0.01
+    assert check_rule(rule, hist([0.5, 0.7, 0.705, 0.72])) is None
+
+
+def test_agreement_threshold():
+    rule = HaltingRule(kind="agreement", threshold=0.9)
+    assert check_rule(rule, hist([0.8], agreement=[0.89])) is None
+    assert "agreement" in check_rule(rule, hist([0.8], agreement=[0.9]))
+
+
+def test_teacher_gap():
+    rule = HaltingRule(kind="teacher_gap", epsilon=0.01)
+    assert check_rule(rule, hist([0.90], teacher_acc=[0.92])) is None
+    assert "teacher_gap" in check_rule(rule, hist([0.915], teacher_acc=[0.92]))
+
+
+def test_loss_improvement_uses_distillation_terms():
+    rule = HaltingRule(kind="loss_improvement", window=2, delta=0.05)
+    h = hist([0.5, 0.6, 0.7], **{"loss/kd": [1.0, 0.99, 0.98], "loss/ce": [2.0, 1.0, 0.5]})
+    reason = check_rule(rule, h)  # kd: (1.0 - 0.98) / 1.0 = 0.02 < 0.05
+    assert reason and "0.0200" in reason
+    h2 = hist([0.5, 0.6, 0.7], **{"loss/kd": [1.0, 0.9, 0.8]})
+    assert check_rule(rule, h2) is None
+
+
+def test_min_epochs_and_modes():
+    agree = HaltingRule(kind="agreement", threshold=0.5, min_epochs=3)
+    gap = HaltingRule(kind="teacher_gap", epsilon=0.001)
+    h = hist([0.8, 0.8], agreement=[0.9, 0.9], teacher_acc=[0.9, 0.9])
+    assert check_rule(agree, h) is None
+    h3 = hist([0.8] * 3, agreement=[0.9] * 3, teacher_acc=[0.9] * 3)
+    assert should_halt([agree, gap], h3, "any") is not None
+    assert should_halt([agree, gap], h3, "all") is None
+
+
+def test_teacher_rules_refused_without_teacher():
+    cfg = TrainExperiment.model_validate({"model": {"name": "resnet8"},
+                                          "halting": [{"kind": "agreement"}]})
+    with pytest.raises(UsageError, match="need a teacher"):
+        halting_callbacks(cfg)
