@@ -110,10 +110,11 @@ def zoo():
     """List the teachers shipped with edgedistill."""
     from edgedistill import pretrained
 
-    rows = [[name, e["model"], e["dataset"], f"{e['test_acc']:.4f}", e["date"]]
+    rows = [[name, e["model"], e["dataset"], f"{e['test_acc']:.4f}",
+             f"{e['epochs_trained']}/{e['epochs_planned']}", e["date"]]
             for name, e in sorted(pretrained.manifest().items())]
     _table("shipped teachers (use as teacher: zoo:NAME)",
-           ["name", "model", "dataset", "test acc", "date"], rows)
+           ["name", "model", "dataset", "test acc", "epochs", "date"], rows)
 
 
 @app.command()

@@ -45,7 +45,7 @@ class SplitModel(nn.Module):
         self.head = head
         self.teacher = teacher.eval().requires_grad_(False)
         teacher_head, tail = split_model(teacher, self.split_at, keep)
-        self._views = {"teacher_head": teacher_head, "tail": tail}
+        self._views = {"teacher_head": teacher_head.eval(), "tail": tail.eval()}
         self.spec = {"kind": "split", "teacher": teacher.spec, "split_at": self.split_at,
                      "head": head.spec}
 

@@ -1,0 +1,102 @@
+"""Which batches come next and what goes into their requests, ahead of the student.
+
+A training pipeline's batch ``(epoch, step)`` is a pure function of the seed, so the
+requests for the next batches can be built before the student asks for them, from
+sample indices and the augmentation draw alone (no augmentation, no normalization
+here). The plan keeps its own CPU copy of the pipeline's order and draws, so looking
+ahead into the next epoch never evicts what the student's pipeline is using.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from edgedistill.elastic.protocol import InputSpec, Key, Request
+
+
+class BatchPlan:
+    def __init__(self, pipe):
+        from edgedistill.data import BatchPipeline
+
+        self.pipe = pipe
+        self.shadow = BatchPipeline(pipe.data, pipe.batch_size, train=pipe.train, seed=pipe.seed,
+                                    augment=pipe.augment, drop_last=pipe.drop_last,
+                                    device="cpu", num_draws=pipe.num_draws)
+        self.steps = len(pipe)
+        self._orders: dict[int, torch.Tensor] = {}
+        self._draws: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def inputs(self) -> InputSpec:
+        data = self.pipe.data
+        pad = self.pipe.augment.crop_pad if self.pipe.augment else 0
+        return InputSpec(tuple(data.images.shape[1:]), tuple(data.mean), tuple(data.std), pad)
+
+    def next(self, key: Key) -> Key:
+        epoch, step = key
+        return (epoch, step + 1) if step + 1 < self.steps else (epoch + 1, 0)
+
+    def keys(self, start: Key, n: int) -> list[Key]:
+        out = [start]
+        while len(out) < n:
+            out.append(self.next(out[-1]))
+        return out
+
+    def indices(self, key: Key) -> torch.Tensor:
+        epoch, step = key
+        if epoch not in self._orders:
+            self._orders = {e: o for e, o in self._orders.items() if e == epoch - 1}
+            self._orders[epoch] = self.shadow.order(epoch).clone()
+        start = step * self.pipe.batch_size
+        return self._orders[epoch][start:start + self.pipe.batch_size]
+
+    def _draw(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        draw = self.shadow.draw_for_epoch(epoch)
+        if draw not in self._draws:
+            params = self.shadow.draw_params(draw)
+            self._draws = {d: p for d, p in self._draws.items() if d == draw - 1}
+            self._draws[draw] = (params.offsets.to(torch.int16).numpy(), params.flips.numpy())
+        return self._draws[draw]
+
+    def request(self, key: Key, top_k: int | None = None) -> Request:
+        """The request for batch ``key``: uint8 images as stored, crop offsets and flips."""
+        return self._request(key, self.indices(key), top_k)
+
+    def calibration(self, n: int) -> Request:
+        """The first ``n`` images of epoch 0 as augmented there: real inputs for int8."""
+        order = self.shadow.order(0)
+        return self._request((-1, -1), order[:min(n, len(order))], None, epoch=0)
+
+    def _request(self, key: Key, idx: torch.Tensor, top_k: int | None, epoch: int | None = None
+                 ) -> Request:
+        images = self.pipe.data.images.index_select(0, idx).numpy()
+        if self.pipe.augment is None:
+            return Request(key, images, top_k=top_k)
+        offsets, flips = self._draw(key[0] if epoch is None else epoch)
+        np_idx = idx.numpy()
+        return Request(key, images, offsets[np_idx], flips[np_idx], top_k=top_k)
+
+
+@dataclass
+class Ledger:
+    """Exactly-once accounting, cumulative over the source's life.
+
+    ``served`` lists every batch id handed to the student, in order (a repeated call
+    for the id just served, like the Distiller's setup probe followed by step 0, is
+    answered from memory and listed again, counted in ``repeats``); ``accepted``
+    counts replies taken per id and must never exceed 1; ``resent`` counts requests
+    sent again after their replica died or stalled; ``duplicates`` counts late replies
+    for ids already answered, ``discarded`` replies for ids the student skipped past
+    (a resume or any jump), both dropped.
+    """
+
+    served: list[Key] = field(default_factory=list)
+    accepted: Counter = field(default_factory=Counter)
+    resent: int = 0
+    duplicates: int = 0
+    discarded: int = 0
+    repeats: int = 0

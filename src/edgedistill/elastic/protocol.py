@@ -1,0 +1,99 @@
+"""What travels between the student and a teacher replica, and how each side reads it.
+
+A request carries the batch's *un-augmented* uint8 images plus its augmentation draw
+(crop offsets and flips per sample), never float tensors: 4x fewer bytes than fp32,
+and the replica rebuilds the student's exact input with the pipeline's own
+``apply_augment`` and ``normalize`` (pure indexing then the same float ops, so the
+teacher sees bit-identical images). Sending the draw rather than augmented images
+also lets the student plan batches far ahead from indices alone, without augmenting
+anything twice. The request id is the batch's position
+``(epoch, step)``: asking twice gives the same answer, so a request can be re-sent to
+another replica without harm. A reply carries fp16 logits, or only the top-k
+(fp16 values, int16 classes), and fp16 features of the requested layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from edgedistill.distill.cache import dense_from_topk
+from edgedistill.distill.sources import TeacherOutputs
+
+Key = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a replica turns uint8 images into the student's input: the dataset's image
+    shape and normalization, and the pipeline's crop padding."""
+
+    shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_pad: int = 0
+
+
+@dataclass
+class Request:
+    key: Key
+    images: np.ndarray
+    offsets: np.ndarray | None = None
+    flips: np.ndarray | None = None
+    top_k: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclass
+class Reply:
+    key: Key
+    num_classes: int
+    logits: np.ndarray | None = None
+    top_values: np.ndarray | None = None
+    top_classes: np.ndarray | None = None
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    compute_s: float = 0.0
+    replica: int = -1
+
+
+def prepare_images(request: Request, inputs: InputSpec) -> torch.Tensor:
+    """The student's float32 input for ``request``, rebuilt from uint8 and the draw."""
+    from edgedistill.data import apply_augment, normalize
+
+    images = torch.from_numpy(request.images)
+    if request.offsets is not None:
+        images = apply_augment(images, torch.from_numpy(request.offsets),
+                               torch.from_numpy(request.flips), inputs.crop_pad)
+    return normalize(images, inputs.mean, inputs.std)
+
+
+def encode(key: Key, logits: torch.Tensor, features: dict[str, torch.Tensor],
+           top_k: int | None) -> Reply:
+    """fp16 answer; with ``top_k`` only the k largest logits and their classes."""
+    logits = logits.detach().float().cpu()
+    reply = Reply(key, num_classes=logits.shape[1],
+                  features={p: f.detach().cpu().half().numpy() for p, f in features.items()})
+    if top_k and top_k < logits.shape[1]:
+        values, classes = logits.topk(top_k, dim=1)
+        reply.top_values, reply.top_classes = values.half().numpy(), \
+            classes.to(torch.int16).numpy()
+    else:
+        reply.logits = logits.half().numpy()
+    return reply
+
+
+def decode(reply: Reply, device: torch.device) -> TeacherOutputs:
+    """float32 tensors on ``device``; top-k answers become dense logits whose other
+    classes sit 10 below the k-th (negligible softmax mass, finite losses)."""
+    if reply.logits is not None:
+        logits = torch.from_numpy(reply.logits).float()
+    else:
+        logits = dense_from_topk(torch.from_numpy(reply.top_values).float(),
+                                 torch.from_numpy(reply.top_classes).long(), reply.num_classes)
+    feats = {p: torch.from_numpy(f).float().to(device, non_blocking=True)
+             for p, f in reply.features.items()}
+    return TeacherOutputs(logits.to(device, non_blocking=True), feats)

@@ -1,0 +1,149 @@
+"""The device side: run the head in ONNX Runtime, quantize, send, get the prediction.
+
+Each call returns its timing breakdown: ``head`` (normalize + encoder), ``encode``
+(quantize + wire format), ``network`` (round trip minus the time the server
+reports for itself, so it holds transmission, delay and both HTTP stacks),
+``queue`` and ``tail`` (server side: waiting for a batch, decoder + tail) and
+``total`` (wall time of the call). Byte counts are exact: the wire message, the
+whole request (request line + headers + body) and the whole response.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from edgedistill.errors import UsageError
+from edgedistill.split.images import encode_image, normalize_uint8, to_array
+from edgedistill.split.model import bottleneck_dir, read_meta
+from edgedistill.split.quantize import quantize
+from edgedistill.split.shaper import Link
+from edgedistill.split.wire import MEDIA_TYPE, encode
+
+
+def _ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1e3
+
+
+def request_bytes(request: httpx.Request, body_len: int) -> int:
+    line = len(f"{request.method} {request.url.raw_path.decode()} HTTP/1.1\r\n")
+    return line + sum(len(k) + len(v) + 4 for k, v in request.headers.raw) + 2 + body_len
+
+
+def response_bytes(response: httpx.Response) -> int:
+    line = len(f"HTTP/1.1 {response.status_code} {response.reason_phrase}\r\n")
+    headers = sum(len(k) + len(v) + 4 for k, v in response.headers.raw)
+    return line + headers + 2 + len(response.content)
+
+
+class SplitClient:
+    """One device talking to one edge server about one bottleneck of a split run."""
+
+    def __init__(self, run_dir: str | Path, server: str, token: str,
+                 bottleneck: str | None = None, per_channel: bool | None = None,
+                 compression: str | None = None, link: Link | None = None,
+                 threads: int = 1, timeout: float = 30.0):
+        from edgedistill.export.onnx import session
+
+        meta = read_meta(run_dir)
+        self.bottleneck = bottleneck_dir(run_dir, bottleneck)
+        self.head = session(self.bottleneck / "head.onnx", threads)
+        self.mean, self.std = meta["mean"], meta["std"]
+        self.input_shape = tuple(meta["input_shape"])
+        self.classes = meta["classes"]
+        wire = meta["wire"]
+        self.per_channel = wire["per_channel"] if per_channel is None else per_channel
+        self.compression = wire["compression"] if compression is None else compression
+        self.level = wire.get("level")
+        self.link = link
+        self.http = httpx.Client(base_url=server.rstrip("/"), timeout=timeout,
+                                 headers={"Authorization": f"Bearer {token}"})
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> SplitClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _post(self, path: str, body: bytes, content_type: str) -> tuple[dict, float, int, int]:
+        headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
+        request = self.http.build_request("POST", path, headers=headers, content=body)
+        sent = request_bytes(request, len(body))
+        if self.link:
+            paced = self.link.upload(sent - len(body), body)
+            request = self.http.build_request("POST", path, headers=headers, content=paced)
+        tic = time.perf_counter()
+        response = self.http.send(request)
+        received = response_bytes(response)
+        if self.link:
+            self.link.download(received)
+        rtt = _ms(tic)
+        if response.status_code != 200:
+            try:
+                message = response.json().get("error", response.text)
+            except ValueError:
+                message = response.text
+            raise UsageError(f"server answered {response.status_code}: {message}")
+        return response.json(), rtt, sent, received
+
+    def infer(self, images: np.ndarray) -> dict[str, Any]:
+        """Predictions for uint8 images (N, C, H, W) through head, wire, server and tail."""
+        from edgedistill.export.onnx import run_session
+
+        if images.dtype != np.uint8 or images.shape[1:] != self.input_shape:
+            raise UsageError(f"images must be uint8 (N, {', '.join(map(str, self.input_shape))})"
+                             f", got {images.dtype} {images.shape}")
+        start = time.perf_counter()
+        z = run_session(self.head, normalize_uint8(images, self.mean, self.std))
+        head_ms = _ms(start)
+        tic = time.perf_counter()
+        message = encode(quantize(z, self.per_channel), self.compression, self.level)
+        encode_ms = _ms(tic)
+        answer, rtt, sent, received = self._post("/v1/split", message, MEDIA_TYPE)
+        return self._result(answer, start, rtt, sent, received, len(message),
+                            {"head": head_ms, "encode": encode_ms})
+
+    def classify(self, image: np.ndarray, fmt: str = "jpeg95") -> dict[str, Any]:
+        """The "send the input" alternative: one uint8 (C, H, W) image as PNG/JPEG."""
+        start = time.perf_counter()
+        data = encode_image(image, fmt)
+        encode_ms = _ms(start)
+        kind = "image/png" if fmt == "png" else "image/jpeg"
+        answer, rtt, sent, received = self._post("/v1/classify", data, kind)
+        return self._result(answer, start, rtt, sent, received, len(data),
+                            {"head": 0.0, "encode": encode_ms})
+
+    def _result(self, answer: dict, start: float, rtt: float, sent: int, received: int,
+                payload: int, local: dict[str, float]) -> dict[str, Any]:
+        server = answer["timing_ms"]
+        server_ms = server["decode"] + server["queue"] + server["compute"]
+        timing = {**local, "network": rtt - server_ms, "queue": server["queue"],
+                  "tail": server["decode"] + server["compute"], "total": _ms(start)}
+        return {"predictions": answer["predictions"],
+                "labels": [self.classes[p] for p in answer["predictions"]],
+                "timing_ms": timing, "batch_size": answer["batch_size"],
+                "bytes": {"payload": payload, "request": sent, "response": received}}
+
+
+def load_images(paths: list[str | Path], input_shape) -> np.ndarray:
+    """Image files as uint8 (N, C, H, W), converted and resized to the model's input."""
+    from PIL import Image
+
+    c, h, w = input_shape
+    out = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                out.append(to_array(img, c, (h, w)))
+        except (OSError, ValueError) as err:
+            raise UsageError(f"cannot read image {path}: {err}") from None
+    if not out:
+        raise UsageError("give at least one image file")
+    return np.stack(out)

@@ -1,0 +1,149 @@
+"""Where to run the model, for a given bandwidth: the latency arithmetic of the plan.
+
+Every option is compute on the device, optionally a request to the server, and
+compute there. For a link of ``mbit`` Mbit/s and round-trip time ``rtt_ms``::
+
+    local   latency = device_ms
+    remote  latency = device_ms + rtt_ms + rpc_overhead_ms
+                      + 8 * (up_bytes + down_bytes) / (1000 * mbit) + server_ms
+
+``up_bytes`` is the whole request (request line, headers, body), ``down_bytes`` the
+whole response, ``rpc_overhead_ms`` what both HTTP stacks cost per request. The
+fastest option whose accuracy is within ``tolerance`` of the reference (the
+teacher's) is marked at each bandwidth. Compute times come from a
+``ComputeProfile``: latencies measured on this host times ``slowdown``, or FLOPs
+over ``gflops`` when the profile gives a throughput instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import Field
+
+from edgedistill.config import Strict, validate
+from edgedistill.errors import UsageError
+
+
+class ComputeProfile(Strict):
+    """How fast a machine runs models, relative to measurements taken on this host."""
+
+    name: str = "host"
+    slowdown: float = Field(1.0, gt=0, description="x latency measured here (1 thread)")
+    gflops: float | None = Field(None, gt=0, description="if set: FLOPs / gflops instead")
+    overhead_ms: float = Field(0.0, ge=0, description="fixed cost per model call")
+
+    def model_ms(self, measured_ms: float, flops: float | None = None) -> float:
+        """One model call: FLOPs over ``gflops`` if both are known, else scaled host time."""
+        if self.gflops is not None and flops is not None:
+            return flops / (self.gflops * 1e6) + self.overhead_ms
+        return measured_ms * self.slowdown + self.overhead_ms
+
+    def work_ms(self, measured_ms: float) -> float:
+        """Other work (image coding, quantization, wire format): scaled host time."""
+        return measured_ms * self.slowdown
+
+
+BUILTIN = {"host": ComputeProfile()}
+
+
+def load_profile(name_or_path: str) -> ComputeProfile:
+    """A built-in profile name (``host``) or a YAML file with ``ComputeProfile`` keys."""
+    if name_or_path in BUILTIN:
+        return BUILTIN[name_or_path]
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise UsageError(f"profile {name_or_path!r} is neither built in "
+                         f"({', '.join(BUILTIN)}) nor a YAML file")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise UsageError(f"{path}: a profile is a mapping of keys")
+    return validate({"name": path.stem, **raw}, ComputeProfile, str(path))
+
+
+@dataclass(frozen=True)
+class Option:
+    """One way to get a prediction; ``remote`` options cross the network once."""
+
+    name: str
+    accuracy: float
+    device_ms: float
+    server_ms: float = 0.0
+    up_bytes: float = 0.0
+    down_bytes: float = 0.0
+    remote: bool = False
+
+    def latency_ms(self, mbit: float, rtt_ms: float = 0.0, rpc_overhead_ms: float = 0.0) -> float:
+        if not self.remote:
+            return self.device_ms
+        transfer = 8 * (self.up_bytes + self.down_bytes) / (1000 * mbit)
+        return self.device_ms + rtt_ms + rpc_overhead_ms + transfer + self.server_ms
+
+
+def plan(options: list[Option], bandwidths: list[float], reference_acc: float,
+         tolerance: float, rtt_ms: float = 0.0, rpc_overhead_ms: float = 0.0) -> list[dict]:
+    """One row per bandwidth: every option's latency and the fastest eligible option."""
+    if not options:
+        raise UsageError("nothing to plan: no options")
+    if not bandwidths or any(b <= 0 for b in bandwidths):
+        raise UsageError(f"bandwidths must be positive Mbit/s values, got {bandwidths}")
+    eligible = [o for o in options if o.accuracy >= reference_acc - tolerance - 1e-12]
+    rows = []
+    for mbit in sorted(bandwidths):
+        latency = {o.name: o.latency_ms(mbit, rtt_ms, rpc_overhead_ms) for o in options}
+        best = min(eligible, key=lambda o: latency[o.name]).name if eligible else None
+        rows.append({"mbit": mbit, "latency_ms": latency, "best": best})
+    return rows
+
+
+def plan_markdown(options: list[Option], rows: list[dict], reference_acc: float,
+                  tolerance: float, settings: dict) -> str:
+    """The options (accuracy, compute, bytes) and the latency per bandwidth, best in bold."""
+    lines = [f"# split plan ({', '.join(f'{k} {v}' for k, v in settings.items())})", "",
+             f"Eligible: accuracy >= {reference_acc:.4f} - {tolerance} (teacher - tolerance).",
+             "", "| option | accuracy | device ms | server ms | up bytes | down bytes |",
+             "|---|---|---|---|---|---|"]
+    for o in options:
+        lines.append(f"| {o.name} | {o.accuracy:.4f} | {o.device_ms:.3f} | "
+                     f"{o.server_ms:.3f} | {o.up_bytes:.0f} | {o.down_bytes:.0f} |")
+    lines += ["", "| Mbit/s | " + " | ".join(o.name for o in options) + " | best |",
+              "|---|" + "---|" * (len(options) + 1)]
+    for row in rows:
+        cells = [f"**{row['latency_ms'][o.name]:.2f}**" if o.name == row["best"]
+                 else f"{row['latency_ms'][o.name]:.2f}" for o in options]
+        lines.append(f"| {row['mbit']:g} | " + " | ".join(cells) + f" | {row['best']} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_plan(options: list[Option], rows: list[dict], path: Path) -> Path:
+    """Latency against bandwidth (log x), one line per option, the best marked per point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mbits = [r["mbit"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for o in options:
+        ax.plot(mbits, [r["latency_ms"][o.name] for r in rows], marker="o", ms=3,
+                label=f"{o.name} (acc {o.accuracy:.3f})")
+    best = [(r["mbit"], r["latency_ms"][r["best"]]) for r in rows if r["best"]]
+    if best:
+        ax.scatter(*zip(*best, strict=True), s=90, facecolors="none", edgecolors="k",
+                   label="fastest within tolerance", zorder=3)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("bandwidth (Mbit/s)")
+    ax.set_ylabel("end-to-end latency (ms)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def options_json(options: list[Option]) -> list[dict]:
+    return [asdict(o) for o in options]

@@ -1,0 +1,76 @@
+"""Client-side bandwidth emulation: a token bucket per direction and a one-way delay.
+
+On loopback every request is instant, so latency-vs-bandwidth claims need a slower
+link. ``Link`` emulates a symmetric link of ``mbit`` Mbit/s with ``delay_ms`` one
+way: the request (headers, then the body in MTU-sized chunks) is released no faster
+than the bucket allows, and the response is held for its own transmission time.
+With the default burst of 0 the bucket is a pure serializer, so n bytes take
+exactly ``8 n / rate`` seconds: the model the planner uses. A larger burst behaves
+like a real token bucket filter. For kernel-level shaping see
+``scripts/netns_split.sh`` (tc netem in two network namespaces).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from edgedistill.errors import UsageError
+
+CHUNK = 1460
+
+
+class TokenBucket:
+    """Tokens are bytes, refilled at ``rate`` per second up to ``burst``.
+
+    ``consume(n)`` may drive the balance negative and then sleeps until it is
+    back to zero: a request larger than the burst is paced, never refused.
+    """
+
+    def __init__(self, rate_bytes_per_s: float, burst_bytes: float = 0.0,
+                 clock: Callable[[], float] = time.perf_counter,
+                 sleep: Callable[[float], None] = time.sleep):
+        if rate_bytes_per_s <= 0 or burst_bytes < 0:
+            raise UsageError("token bucket needs rate > 0 and burst >= 0")
+        self.rate, self.burst = rate_bytes_per_s, burst_bytes
+        self.clock, self.sleep = clock, sleep
+        self.tokens = burst_bytes
+        self.stamp = clock()
+
+    def consume(self, n: int) -> float:
+        """Take ``n`` bytes' worth of tokens; returns the seconds slept."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate) - n
+        self.stamp = now
+        if self.tokens >= 0:
+            return 0.0
+        wait = -self.tokens / self.rate
+        self.sleep(wait)
+        return wait
+
+
+class Link:
+    """A symmetric emulated link: ``mbit`` Mbit/s each way and ``delay_ms`` each way."""
+
+    def __init__(self, mbit: float, delay_ms: float = 0.0, burst_bytes: float = 0.0,
+                 sleep: Callable[[float], None] = time.sleep):
+        if mbit <= 0 or delay_ms < 0:
+            raise UsageError(f"link needs mbit > 0 and delay_ms >= 0, got {mbit}, {delay_ms}")
+        self.mbit, self.delay = mbit, delay_ms / 1e3
+        self.sleep = sleep
+        self.up = TokenBucket(mbit * 1e6 / 8, burst_bytes, sleep=sleep)
+        self.down = TokenBucket(mbit * 1e6 / 8, burst_bytes, sleep=sleep)
+
+    def upload(self, header_bytes: int, body: bytes) -> Iterator[bytes]:
+        """The body as chunks, released at the link's pace after the headers' share."""
+        self.sleep(self.delay)
+        self.up.consume(header_bytes)
+        for start in range(0, len(body), CHUNK):
+            chunk = body[start:start + CHUNK]
+            self.up.consume(len(chunk))
+            yield chunk
+
+    def download(self, n: int) -> None:
+        """Hold a received response of ``n`` bytes for its transmission time and delay."""
+        self.down.consume(n)
+        self.sleep(self.delay)

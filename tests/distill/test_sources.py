@@ -1,0 +1,91 @@
+"""The cache source answers what the online teacher would have answered for the same
+augmented batch, is reused across runs, and is never used for another teacher."""
+
+import json
+
+import pytest
+import torch
+
+from edgedistill import api
+from edgedistill.config import DataConfig
+from edgedistill.distill.cache import CacheSource, dense_from_topk
+from edgedistill.distill.sources import OnlineSource
+from edgedistill.errors import UsageError
+from edgedistill.models import create_model
+
+CPU = torch.device("cpu")
+
+
+def pipes(num_draws):
+    cfg = DataConfig(dataset="fashion_mnist", limit_train=192, limit_test=64, batch_size=64)
+    train, test = api.build_data(cfg, 0)
+    return api.build_pipelines(cfg, train, test, 0, CPU, num_draws=num_draws)[0]
+
+
+def test_cache_matches_online_teacher_with_augmentation(tiny_teacher, tmp_path):
+    teacher = api.load_model(tiny_teacher)
+    pipe = pipes(num_draws=2)
+    online = OnlineSource(teacher, CPU)
+    online.attach(["layer2"], pipe)
+    cache = CacheSource(teacher, tmp_path, CPU, num_draws=2, log=lambda m: None)
+    cache.attach(["layer2"], pipe)
+    for epoch in range(3):  # epoch 2 reuses draw 0
+        batch = pipe.batch(epoch, 1)
+        want, got = online.outputs(batch), cache.outputs(batch)
+        assert torch.allclose(got.logits, want.logits, atol=2e-2, rtol=1e-2)
+        assert torch.allclose(got.features["layer2"], want.features["layer2"], atol=2e-2)
+
+
+def test_cache_is_reused_and_keyed_by_teacher(tiny_teacher, tmp_path):
+    teacher = api.load_model(tiny_teacher)
+    pipe = pipes(num_draws=1)
+    logs = []
+    first = CacheSource(teacher, tmp_path, CPU, num_draws=1, log=logs.append)
+    first.attach([], pipe)
+    second = CacheSource(teacher, tmp_path, CPU, num_draws=1, log=logs.append)
+    second.attach([], pipe)
+    assert "built" in logs[0] and "reusing" in logs[1]
+    other = create_model("resnet14", num_classes=10, in_channels=1)
+    third = CacheSource(other, tmp_path, CPU, num_draws=1, log=logs.append)
+    third.attach([], pipe)
+    assert third.dir != first.dir and "built" in logs[2]
+
+
+def test_tampered_cache_is_refused(tiny_teacher, tmp_path):
+    teacher = api.load_model(tiny_teacher)
+    pipe = pipes(num_draws=1)
+    src = CacheSource(teacher, tmp_path, CPU, num_draws=1, log=lambda m: None)
+    src.attach([], pipe)
+    meta = json.loads((src.dir / "meta.json").read_text())
+    meta["key"] = "0" * 64
+    (src.dir / "meta.json").write_text(json.dumps(meta))
+    again = CacheSource(teacher, tmp_path, CPU, num_draws=1, log=lambda m: None)
+    with pytest.raises(UsageError, match="another teacher or dataset"):
+        again.attach([], pipe)
+
+
+def test_draw_mismatch_is_a_usage_error(tiny_teacher, tmp_path):
+    src = CacheSource(api.load_model(tiny_teacher), tmp_path, CPU, num_draws=3)
+    with pytest.raises(UsageError, match="num_draws"):
+        src.attach([], pipes(num_draws=2))
+
+
+def test_topk_keeps_the_top_and_suppresses_the_rest():
+    logits = torch.tensor([[3.0, 1.0, -2.0, 0.5], [0.0, 4.0, 2.0, 1.0]])
+    values, idx = logits.topk(2, dim=1)
+    dense = dense_from_topk(values, idx, 4)
+    assert torch.equal(dense.argsort(1, descending=True)[:, :2], idx)
+    assert torch.equal(dense.gather(1, idx), values)
+    probs = dense.softmax(1)
+    assert (probs.gather(1, idx).sum(1) > 0.999).all()
+
+
+def test_topk_cache_gives_same_argmax(tiny_teacher, tmp_path):
+    teacher = api.load_model(tiny_teacher)
+    pipe = pipes(num_draws=1)
+    online = OnlineSource(teacher, CPU)
+    online.attach([], pipe)
+    cache = CacheSource(teacher, tmp_path, CPU, num_draws=1, top_k=3, log=lambda m: None)
+    cache.attach([], pipe)
+    batch = pipe.batch(0, 0)
+    assert torch.equal(cache.outputs(batch).logits.argmax(1), online.outputs(batch).logits.argmax(1))

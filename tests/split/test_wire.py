@@ -1,0 +1,137 @@
+"""The wire format: exact sizes, lossless round trips, and a parser that turns every
+malformed message into a WireError (never another exception, never a huge allocation)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from edgedistill.split.quantize import quantize
+from edgedistill.split.wire import (
+    MAGIC,
+    WireError,
+    available_compressions,
+    decode,
+    encode,
+)
+
+RNG = np.random.default_rng(0)
+Z = np.maximum(RNG.standard_normal((2, 4, 7, 7)), 0).astype(np.float32)
+
+
+def header_len(ndim: int, scales: int) -> int:
+    return 8 + 4 * ndim + 5 * scales + 4
+
+
+@pytest.mark.parametrize("compression", available_compressions())
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_quantized_round_trip_and_exact_size(compression, per_channel):
+    q = quantize(Z, per_channel)
+    message = encode(q, compression)
+    got = decode(message)
+    assert np.array_equal(got.data, q.data)
+    assert np.array_equal(got.scale, q.scale) and np.array_equal(got.zero_point, q.zero_point)
+    assert got.per_channel == per_channel and got.compression == compression
+    scales = Z.shape[1] if per_channel else 1
+    if compression == "none":
+        assert len(message) == header_len(4, scales) + Z.size
+    else:
+        assert len(message) < header_len(4, scales) + Z.size
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_float_tensors_travel_unquantized(dtype):
+    x = RNG.standard_normal((1, 3, 2, 2)).astype(dtype)
+    got = decode(encode(x, "zlib"))
+    assert got.data.dtype == dtype and np.array_equal(got.data, x)
+    assert got.to_float().dtype == np.float32
+
+
+def test_encode_refuses_what_it_cannot_send():
+    with pytest.raises(WireError, match="dtype"):
+        encode(np.zeros((1, 2), np.int64))
+    with pytest.raises(WireError, match="compression"):
+        encode(Z, "lzma")
+    with pytest.raises(WireError, match="dimensions"):
+        encode(np.zeros((1,) * 7, np.float32))
+
+
+def _valid() -> bytes:
+    return encode(quantize(Z, per_channel=True), "zlib")
+
+
+def _patch(message: bytes, offset: int, value: bytes) -> bytes:
+    return message[:offset] + value + message[offset + len(value):]
+
+
+def _raw(dtype=1, flags=0, dims=(1, 2), scales=(1.0,), zps=(0,), payload=b"\0\0",
+         length=None, version=1, magic=MAGIC) -> bytes:
+    head = struct.pack("<4sBBBB", magic, version, dtype, flags, len(dims))
+    head += struct.pack(f"<{len(dims)}I", *dims)
+    if dtype == 1:
+        head += struct.pack(f"<{len(scales)}f", *scales) + bytes(zps)
+    return head + struct.pack("<I", len(payload) if length is None else length) + payload
+
+
+BAD = {
+    "empty": (b"", "truncated"),
+    "magic": (_patch(_valid(), 0, b"XXXX"), "magic"),
+    "version": (_raw(version=2), "version 2"),
+    "dtype": (_raw(dtype=9), "dtype code 9"),
+    "reserved flags": (_raw(flags=0b1000), "reserved flag"),
+    "compression code": (_raw(flags=0b110), "compression code 3"),
+    "ndim 0": (_raw(dims=()), "ndim 0"),
+    "ndim 7": (_raw(dims=(1,) * 7), "ndim 7"),
+    "zero dim": (_raw(dims=(1, 0)), "zero dimension"),
+    "huge shape": (_raw(dims=(2**32 - 1,) * 6), "limit"),
+    "nan scale": (_raw(scales=(float("nan"),)), "finite"),
+    "negative scale": (_raw(scales=(-1.0,)), "> 0"),
+    "zero scale": (_raw(scales=(0.0,)), "> 0"),
+    "short payload": (_raw(payload=b"\0"), "needs 2"),
+    "length beyond end": (_raw(length=100), "truncated"),
+    "trailing": (_raw() + b"\0", "trailing"),
+    "per-channel float": (_raw(dtype=3, flags=1, payload=b"\0" * 8), "only valid for uint8"),
+    "per-channel 1-d": (_raw(flags=1, dims=(2,)), "at least 2"),
+    "float nan": (_raw(dtype=3, dims=(1,), payload=struct.pack("<f", float("nan"))), "NaN"),
+    "corrupt zlib": (_raw(flags=0b10, payload=b"not zlib"), "corrupt"),
+    "zlib too short": (_raw(flags=0b10, payload=zlib.compress(b"\0")), "exactly 2"),
+    "zlib bomb": (_raw(flags=0b10, payload=zlib.compress(b"\0" * 10_000_000)), "exactly 2"),
+    "zlib trailing": (_raw(flags=0b10, payload=zlib.compress(b"\0\0") + b"x"), "exactly 2"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_malformed_messages_are_rejected_clearly(name):
+    message, needle = BAD[name]
+    with pytest.raises(WireError) as err:
+        decode(message)
+    assert needle in str(err.value)
+    assert 400 <= err.value.status < 500
+
+
+def test_fuzz_truncations_flips_and_garbage_never_crash():
+    message = _valid()
+    rng = np.random.default_rng(1)
+    cases = [message[:n] for n in range(len(message))]
+    for _ in range(1500):
+        data = bytearray(message)
+        for pos in rng.integers(0, len(data), rng.integers(1, 4)):
+            data[pos] = int(rng.integers(0, 256))
+        cases.append(bytes(data))
+    cases += [bytes(rng.integers(0, 256, rng.integers(0, 200), dtype=np.uint8))
+              for _ in range(500)]
+    cases += [MAGIC + bytes(rng.integers(0, 256, 60, dtype=np.uint8)) for _ in range(500)]
+    outcomes = {"ok": 0, "rejected": 0}
+    for case in cases:
+        try:
+            got = decode(case, max_elements=10_000)
+        except WireError as err:
+            assert 400 <= err.status < 500
+            outcomes["rejected"] += 1
+        else:
+            assert np.all(np.isfinite(got.to_float()))
+            outcomes["ok"] += 1
+    assert outcomes["rejected"] > len(message)
