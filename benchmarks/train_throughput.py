@@ -72,7 +72,7 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in sources}
         for _ in range(args.rounds):  # interleaved, so load drift hits every source alike
             for name, it in sources.items():
-                def step(it=it):
+                def step(it=it, model=model, opt=opt):
                     x, y = next(it)
                     loss = F.cross_entropy(model(x), y)
                     opt.zero_grad(set_to_none=True)
