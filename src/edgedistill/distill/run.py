@@ -97,12 +97,12 @@ def run_distill(cfg: DistillExperiment, out: str | Path, resume: bool = False,
         callbacks.append(PrintProgress())
     shape = (1, *train_data.images.shape[1:])
     info = summarize(student, shape)
-    distiller.summary_extra = lambda: {
-        "student": student_name(student.spec), "teacher": cfg.teacher.source,
-        "teacher_acc": teacher_eval["acc"], "student_params": info["params"],
-        "student_flops": info["flops"], "teacher_mode": cfg.teacher.mode}
+    extra = {"student": student_name(student.spec), "teacher": cfg.teacher.source,
+             "teacher_acc": teacher_eval["acc"], "student_params": info["params"],
+             "student_flops": info["flops"], "teacher_mode": cfg.teacher.mode}
     try:
-        trainer = Trainer(distiller, train_pipe, test_pipe, cfg, run_dir, callbacks, device)
+        trainer = Trainer(distiller, train_pipe, test_pipe, cfg, run_dir, callbacks, device,
+                          summary_extra=extra)
         return trainer.fit(resume=resume)
     finally:
         source.close()

@@ -56,8 +56,10 @@ def evaluate(model: nn.Module, pipe, device: torch.device, amp: bool = True) -> 
 
 class Trainer:
     def __init__(self, task: nn.Module, train_pipe, test_pipe, cfg: RunBase, run_dir: str | Path,
-                 callbacks: list[Callback] = (), device: torch.device | None = None):
+                 callbacks: list[Callback] = (), device: torch.device | None = None,
+                 summary_extra: dict[str, Any] | None = None):
         self.cfg = cfg
+        self.summary_extra = dict(summary_extra or {})
         self.task = task
         self.train_pipe = train_pipe
         self.test_pipe = test_pipe
@@ -232,7 +234,7 @@ class Trainer:
             "best_epoch": self.best_epoch, "wall_seconds": self.wall,
             "images_seen": self.images_seen, "halted": self.halted,
         }
-        summary.update(getattr(self.task, "summary_extra", lambda: {})())
+        summary.update(self.summary_extra)
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         if self.records:
             plot_training_curves(self.records, self.run_dir / "plots")
