@@ -36,6 +36,7 @@ test-slow: setup
 bench: setup bench-venv
 	$(PY) -m benchmarks.train_throughput
 	$(PY) -m benchmarks.kd_throughput
+	$(PY) -m benchmarks.elastic_throughput
 
 # torchdistill in a venv of its own, for the KD comparison in benchmarks/kd_throughput.py
 bench-venv: .venv-torchdistill/bin/python

@@ -56,12 +56,16 @@ def train(config: Path, set_: list[str] = typer.Option([], "--set", help=SET_HEL
 def distill(config: Path, set_: list[str] = typer.Option([], "--set", help=SET_HELP),
             out: Optional[Path] = typer.Option(None, help="Run directory (default runs/NAME)."),
             resume: bool = typer.Option(False, help="Continue from the run's last checkpoint."),
-            device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N")):
+            device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N"),
+            address: Optional[str] = typer.Option(
+                None, help="Ray cluster for teacher.mode=pool: HOST:PORT or auto "
+                           "(default: Ray embedded in this process).")):
     """Distil a student from a teacher with the config's loss terms."""
     from edgedistill.config import DistillExperiment, load_config
     from edgedistill.distill.run import run_distill
 
-    overrides = [*set_, *([f"train.device={device}"] if device else [])]
+    overrides = [*set_, *([f"train.device={device}"] if device else []),
+                 *([f"teacher.pool.address={address}"] if address else [])]
     cfg = load_config(config, DistillExperiment, overrides)
     target = out or _default_out(cfg.name)
     summary = run_distill(cfg, target, resume=resume)

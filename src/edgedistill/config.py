@@ -107,11 +107,17 @@ class CacheConfig(Strict):
 
 
 class PoolConfig(Strict):
-    replicas: list[dict[str, Any]] = [{"backend": "torch", "num_cpus": 1}]
-    address: str | None = None
-    max_in_flight: int = Field(4, gt=0)
-    deadline_s: float = Field(30.0, gt=0)
-    autoscale: dict[str, Any] | None = None
+    replicas: list[dict[str, Any]] = Field(
+        [{"backend": "torch", "num_cpus": 1}],
+        description="each: backend torch|onnx|onnx-int8, num_cpus, num_gpus, resources, count")
+    address: str | None = Field(None, description="None: embedded Ray; HOST:PORT, auto or ray://")
+    max_in_flight: int = Field(4, gt=0, description="requests queued per live replica")
+    deadline_s: float = Field(30.0, gt=0,
+                              description="a replica silent this long is replaced, its batches "
+                                          "re-sent")
+    autoscale: dict[str, Any] | None = Field(
+        None, description="min_replicas, max_replicas, grow_wait_fraction, target_utilization, "
+                          "interval_s, cooldown_s, replica")
     top_k: int | None = Field(None, gt=0)
 
 

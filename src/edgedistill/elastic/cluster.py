@@ -3,7 +3,9 @@ resource checks that turn "this replica can never be placed" into an error inste
 of a wait that never ends.
 
 Ray's own client retries an unreachable address for many minutes without a word, so
-``host:port`` addresses are probed with a plain TCP connect first.
+``host:port`` addresses are probed with a plain TCP connect first. A cluster that
+rejects the connection for lack of a token (Ray enables token authentication by
+default) gets an error that says how to provide one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ import torch
 from edgedistill.elastic.spec import ReplicaSpec
 from edgedistill.errors import UsageError
 
+TOKEN_HELP = ("clusters started with `ray start` require token authentication, and Ray sends "
+              "a token to an explicit address only when told to: run edgedistill with "
+              "RAY_AUTH_MODE=token in its environment and the cluster's token in "
+              "~/.ray/auth_token (copy it from the head node) or in RAY_AUTH_TOKEN")
 HOW_TO_START = ("start one with `ray start --head --port 6379` (and `ray start --address "
                 "HEAD:6379` on each other machine), or leave teacher.pool.address empty to "
                 "run Ray embedded in this process")
@@ -40,7 +46,9 @@ def connect(address: str | None) -> bool:
     disconnects when done), False when Ray was already initialized by someone else.
 
     Embedded Ray gets the cores the student does not use, so replicas and the student
-    do not fight over the same threads.
+    do not fight over the same threads. It is always a new, private instance
+    (``address="local"``): a bare ``ray.init()`` would join whatever cluster ``ray start``
+    last left on this machine, even a dead one. ``address: auto`` joins that one.
     """
     import ray
 
@@ -49,16 +57,27 @@ def connect(address: str | None) -> bool:
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address is None:
         cpus = max(1, (os.cpu_count() or 1) - torch.get_num_threads())
-        ray.init(num_cpus=cpus, include_dashboard=False, **quiet)
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
         return True
     if address != "auto" and not address.startswith("ray://"):
         _probe(address)
     try:
         ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as err:
+        if _auth_failed(err):
+            raise UsageError(f"the Ray cluster at {address} refused this process's token: "
+                             f"{TOKEN_HELP}") from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UsageError(f"cannot connect to Ray at {address}: {first}; {HOW_TO_START}") from None
     return True
+
+
+def _auth_failed(err: BaseException | None) -> bool:
+    while err is not None:
+        if "InvalidAuthToken" in str(err) or type(err).__name__ == "AuthenticationError":
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def node_totals() -> list[dict[str, float]]:
@@ -83,8 +102,37 @@ def check_placeable(spec: ReplicaSpec) -> None:
                      "num_cpus/num_gpus, or add a node with `ray start --address HEAD:PORT`")
 
 
+def check_total(specs: list[ReplicaSpec]) -> None:
+    """Fail now if the replicas asked for at the start need more than the whole cluster
+    has, instead of waiting for resources that will never be free."""
+    need: dict[str, float] = {}
+    for spec in specs:
+        for key, value in spec.demand().items():
+            need[key] = need.get(key, 0.0) + value
+    have: dict[str, float] = {}
+    for node in node_totals():
+        for key, value in node.items():
+            have[key] = have.get(key, 0.0) + value
+    if fits(need, have):
+        return
+    short = {k: f"{v:g} needed, {have.get(k, 0.0):g} in the cluster" for k, v in need.items()
+             if have.get(k, 0.0) + 1e-9 < v}
+    raise UsageError(f"teacher.pool.replicas ask for more than the Ray cluster has ({short}); "
+                     "ask for fewer or smaller replicas (num_cpus may be fractional), add "
+                     "nodes, or give the student fewer threads (embedded Ray gets the cores "
+                     "train.threads leaves free)")
+
+
 def can_place_now(spec: ReplicaSpec) -> bool:
     """Whether the cluster has the resources for one more replica free right now."""
     import ray
 
     return fits(spec.demand(), ray.available_resources())
+
+
+def free_resources() -> dict[str, float]:
+    """Free CPUs, GPUs and custom resources (not memory or node markers), for messages."""
+    import ray
+
+    return {k: v for k, v in ray.available_resources().items()
+            if not k.startswith(("node:", "memory", "object_store_memory"))}

@@ -89,14 +89,12 @@ class Ledger:
     for the id just served, like the Distiller's setup probe followed by step 0, is
     answered from memory and listed again, counted in ``repeats``); ``accepted``
     counts replies taken per id and must never exceed 1; ``resent`` counts requests
-    sent again after their replica died or stalled; ``duplicates`` counts late replies
-    for ids already answered, ``discarded`` replies for ids the student skipped past
-    (a resume or any jump), both dropped.
+    sent again after their replica died or stalled; ``abandoned`` counts requests left
+    behind when the student jumped (a resume), whose answers are never read.
     """
 
     served: list[Key] = field(default_factory=list)
     accepted: Counter = field(default_factory=Counter)
     resent: int = 0
-    duplicates: int = 0
-    discarded: int = 0
+    abandoned: int = 0
     repeats: int = 0

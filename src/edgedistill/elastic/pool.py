@@ -9,11 +9,14 @@ failures for the caller to re-send, and a new replica of the same kind is starte
 its place (three failed starts in a row retire that slot). ``scale(n)`` adds replicas
 (anywhere Ray finds the resources, including nodes that joined after the start) or
 drains the slowest ones. All bookkeeping happens in the caller's thread, in
-``collect``; there is no background thread to race with.
+``collect`` (no background thread to race with), and results are written into each
+request's ``Ticket``, so several callers (two students sharing a pool, a test waiting
+for a replica) can drive ``collect`` without taking each other's answers.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,21 +32,29 @@ PROBE_EVERY_S = 5.0
 EMA = 0.3
 
 
+@functools.cache
+def _actor_class():
+    """``ReplicaWorker`` as a Ray actor class, made once (Ray exports it on first use)."""
+    import ray
+
+    return ray.remote(ReplicaWorker)
+
+
 @dataclass
 class Ticket:
+    """One request in flight; ``reply`` is set when answered, ``lost`` when its replica
+    died or stalled (the caller re-sends it)."""
+
     key: Key
-    request: Request
     replica: int
     ref: object
     sent_at: float
+    reply: Reply | None = None
+    lost: bool = False
 
-
-@dataclass
-class Completion:
-    """A request's end: ``reply`` is None when its replica died or stalled."""
-
-    ticket: Ticket
-    reply: Reply | None
+    @property
+    def finished(self) -> bool:
+        return self.reply is not None or self.lost
 
 
 @dataclass
@@ -52,7 +63,6 @@ class Replica:
     spec: ReplicaSpec
     actor: object
     ready: object
-    started_at: float
     failed_starts: int = 0
     state: str = "starting"
     info: dict = field(default_factory=dict)
@@ -70,9 +80,8 @@ class TeacherPool:
         import ray
 
         self._ray = ray
-        path = Path(source)
-        self.source = source if source.startswith("zoo:") or not path.exists() \
-            else str(path.resolve())
+        local = not source.startswith("zoo:") and Path(source).exists()
+        self.source = str(Path(source).resolve()) if local else source  # workers' cwd differs
         self.layers = list(layers)
         self.inputs = inputs
         self.calibration = calibration
@@ -90,25 +99,24 @@ class TeacherPool:
         try:
             for spec in {s.model_dump_json(): s for s in self.specs}.values():
                 cluster.check_placeable(spec)
+            cluster.check_total(self.specs)
             for spec in self.specs:
                 self.add(spec)
-            self._wait_started(start_timeout_s)
+            self.wait_started(start_timeout_s)
         except BaseException:
             self.close()
             raise
 
-    # ---- membership ----
     def add(self, spec: ReplicaSpec | None = None, failed_starts: int = 0) -> int:
         """Start one replica (default: the next kind in the configured list)."""
         if spec is None:
             spec = self.specs[len(self.active()) % len(self.specs)]
         rid, self._next_id = self._next_id, self._next_id + 1
-        actor = self._ray.remote(ReplicaWorker).options(
+        actor = _actor_class().options(
             num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, resources=spec.resources or None,
             max_restarts=0, scheduling_strategy="SPREAD",
         ).remote(rid, self.source, spec, self.layers, self.inputs, self.calibration)
-        self.replicas[rid] = Replica(rid, spec, actor, actor.load.remote(), time.monotonic(),
-                                     failed_starts)
+        self.replicas[rid] = Replica(rid, spec, actor, actor.load.remote(), failed_starts)
         return rid
 
     def remove(self, rid: int) -> None:
@@ -141,77 +149,77 @@ class TeacherPool:
     def starting(self) -> int:
         return sum(r.state == "starting" for r in self.replicas.values())
 
-    # ---- requests ----
-    def pick(self, exclude: set[int] = frozenset()) -> Replica | None:
+    def pick(self) -> Replica | None:
         """The live replica expected to answer a new request first, if any has room."""
         known = [r.service_s for r in self.replicas.values() if r.service_s is not None]
         guess = min(known, default=0.0)
         best, best_eta = None, float("inf")
         for rep in self.replicas.values():
-            if rep.state != "alive" or rep.id in exclude or \
-                    len(rep.outstanding) >= self.max_in_flight:
+            if rep.state != "alive" or len(rep.outstanding) >= self.max_in_flight:
                 continue
             eta = (len(rep.outstanding) + 1) * (rep.service_s if rep.service_s else guess)
             if eta < best_eta:
                 best, best_eta = rep, eta
         return best
 
-    def submit(self, request: Request, exclude: set[int] = frozenset()) -> Ticket | None:
-        rep = self.pick(exclude)
+    def submit(self, request: Request) -> Ticket | None:
+        """Send ``request`` to the best replica; None when every queue is full."""
+        rep = self.pick()
         if rep is None:
             return None
         ref = rep.actor.infer.remote(request)
-        ticket = Ticket(request.key, request, rep.id, ref, time.monotonic())
+        ticket = Ticket(request.key, rep.id, ref, time.monotonic())
         rep.outstanding[ref] = ticket
         return ticket
 
-    def collect(self, timeout: float) -> list[Completion]:
-        """Wait up to ``timeout`` s for anything to finish; returns finished requests
-        (failed ones too) after updating replica states and starting replacements."""
+    def collect(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for anything to finish, then settle what did: tickets,
+        replica states, replacements."""
         self._probe()
         refs = {t.ref: t for r in self.replicas.values() for t in r.outstanding.values()}
         starting = {r.ready: r for r in self.replicas.values() if r.state == "starting"}
         waiting = [*refs, *starting, *self._pings]
         if not waiting:
             time.sleep(timeout)
-            return []
+            return
         ready, _ = self._ray.wait(waiting, num_returns=1, timeout=timeout)
         if ready:
             ready, _ = self._ray.wait(waiting, num_returns=len(waiting), timeout=0)
-        done: list[Completion] = []
         for ref in ready:
             if ref in starting:
                 self._started(starting[ref])
             elif ref in self._pings:
-                rid = self._pings.pop(ref)
-                err = self._error(ref)
-                if err is not None and rid in self.replicas:
-                    done += self._fail(self.replicas[rid], f"health probe failed: {err}")
+                rep = self.replicas.get(self._pings.pop(ref))
+                try:
+                    self._ray.get(ref)
+                except self._ray.exceptions.RayError as err:
+                    if rep is not None:
+                        self._fail(rep, f"health probe failed: {type(err).__name__}")
             elif ref in refs:
-                done += self._finished(refs[ref])
-        return done
+                self._finished(refs[ref])
 
-    def expire(self, deadline_s: float) -> list[Completion]:
+    def expire(self, deadline_s: float) -> None:
         """Kill replicas holding a request older than ``deadline_s``: they stalled."""
-        now, done = time.monotonic(), []
+        now = time.monotonic()
         for rep in list(self.replicas.values()):
             oldest = min((t.sent_at for t in rep.outstanding.values()), default=now)
             if now - oldest > deadline_s:
-                done += self._fail(rep, f"no answer within {deadline_s:g}s")
-        return done
+                self._fail(rep, f"no answer within {deadline_s:g}s")
 
-    def _finished(self, ticket: Ticket) -> list[Completion]:
+    def _finished(self, ticket: Ticket) -> None:
         rep = self.replicas.get(ticket.replica)
         if rep is None or ticket.ref not in rep.outstanding:
-            return []
+            return
         try:
             reply: Reply = self._ray.get(ticket.ref)
         except self._ray.exceptions.RayTaskError as err:
             raise RuntimeError(f"teacher replica {rep.id} failed on batch {ticket.key}: "
                                f"{err.cause!r}") from None
         except self._ray.exceptions.RayError as err:
-            return self._fail(rep, type(err).__name__)
+            self._fail(rep, type(err).__name__)
+            return
         del rep.outstanding[ticket.ref]
+        ticket.reply = reply
         rep.served += 1
         rep.busy_s += reply.compute_s
         self.busy_s += reply.compute_s
@@ -219,26 +227,19 @@ class TeacherPool:
             (1 - EMA) * rep.service_s + EMA * reply.compute_s
         if rep.state == "draining" and not rep.outstanding:
             self._drop(rep)
-        return [Completion(ticket, reply)]
 
-    def _error(self, ref) -> str | None:
-        try:
-            self._ray.get(ref)
-        except self._ray.exceptions.RayError as err:
-            return type(err).__name__
-        return None
-
-    def _fail(self, rep: Replica, reason: str) -> list[Completion]:
-        """Declare ``rep`` dead, hand back its requests, start a replacement."""
-        lost = [Completion(t, None) for t in rep.outstanding.values()]
+    def _fail(self, rep: Replica, reason: str) -> None:
+        """Declare ``rep`` dead, mark its requests lost, start a replacement."""
+        lost = list(rep.outstanding.values())
+        for ticket in lost:
+            ticket.lost = True
         replace = rep.state in ("alive", "starting")
         self._drop(rep)
         if replace:
             self.restarts += 1
             rid = self.add(rep.spec, rep.failed_starts)
             self.log(f"teacher replica {rep.id} ({rep.spec.describe()}) lost: {reason}; "
-                     f"{len(lost)} batch(es) re-sent, replica {rid} starting in its place")
-        return lost
+                     f"{len(lost)} batch(es) to re-send, replica {rid} starting in its place")
 
     def _drop(self, rep: Replica) -> None:
         rep.state = "dead"
@@ -260,20 +261,21 @@ class TeacherPool:
             self.add(rep.spec, rep.failed_starts + 1)
         self.log(f"teacher replica {rep.id} ({rep.spec.describe()}) failed to start: {reason}")
 
-    def _wait_started(self, timeout_s: float) -> None:
-        """Block until the first replicas are up; a teacher that cannot load is an error."""
+    def wait_started(self, timeout_s: float) -> None:
+        """Settle events until no replica is starting. A replica that cannot load the
+        teacher, or replicas still waiting for resources after ``timeout_s``, is an error."""
+        self.start_error = None
         deadline = time.monotonic() + timeout_s
         while self.starting and time.monotonic() < deadline:
-            self.collect(min(1.0, max(0.0, deadline - time.monotonic())))
+            self.collect(min(0.5, max(0.0, deadline - time.monotonic())))
             if self.start_error is not None:
                 raise UsageError(self.start_error)
         if self.starting:
             raise UsageError(f"{self.starting} teacher replica(s) did not start within "
-                             f"{timeout_s:g}s; free Ray resources: {self.free_resources()}")
+                             f"{timeout_s:g}s; free Ray resources: {cluster.free_resources()}")
 
     def _probe(self) -> None:
-        """Ping idle live replicas now and then, so one that died while idle is
-        replaced before a batch is sent to it."""
+        """Ping idle replicas now and then: one that died idle is replaced before use."""
         if time.monotonic() - self._last_probe < PROBE_EVERY_S:
             return
         self._last_probe = time.monotonic()
@@ -282,19 +284,13 @@ class TeacherPool:
             if rep.state == "alive" and not rep.outstanding and rep.id not in pinged:
                 self._pings[rep.actor.ping.remote()] = rep.id
 
-    # ---- reporting ----
     def health(self) -> list[dict]:
-        """One row per replica: state, backend, node, queue, speed, batches answered."""
-        return [{"id": r.id, "state": r.state, "backend": r.spec.backend,
-                 "num_cpus": r.spec.num_cpus, "num_gpus": r.spec.num_gpus,
+        """One row per replica: state, kind, node, queue, speed, batches answered."""
+        return [{"id": r.id, "state": r.state, "kind": r.spec.describe(),
                  "node": r.info.get("node", "")[:12], "pid": r.info.get("pid"),
                  "queued": len(r.outstanding), "served": r.served, "busy_s": r.busy_s,
                  "service_ms": None if r.service_s is None else 1e3 * r.service_s}
                 for r in self.replicas.values()]
-
-    def free_resources(self) -> dict[str, float]:
-        return {k: v for k, v in self._ray.available_resources().items()
-                if not k.startswith(("node:", "memory", "object_store_memory"))}
 
     def close(self) -> None:
         for rep in list(self.replicas.values()):

@@ -64,10 +64,10 @@ def prepare_images(request: Request, inputs: InputSpec) -> torch.Tensor:
     """The student's float32 input for ``request``, rebuilt from uint8 and the draw."""
     from edgedistill.data import apply_augment, normalize
 
-    images = torch.from_numpy(request.images)
+    images = torch.tensor(request.images)
     if request.offsets is not None:
-        images = apply_augment(images, torch.from_numpy(request.offsets),
-                               torch.from_numpy(request.flips), inputs.crop_pad)
+        images = apply_augment(images, torch.tensor(request.offsets),
+                               torch.tensor(request.flips), inputs.crop_pad)
     return normalize(images, inputs.mean, inputs.std)
 
 
@@ -88,12 +88,13 @@ def encode(key: Key, logits: torch.Tensor, features: dict[str, torch.Tensor],
 
 def decode(reply: Reply, device: torch.device) -> TeacherOutputs:
     """float32 tensors on ``device``; top-k answers become dense logits whose other
-    classes sit 10 below the k-th (negligible softmax mass, finite losses)."""
+    classes sit 10 below the k-th (negligible softmax mass, finite losses). Arrays that
+    Ray hands over are read-only views of its object store, hence the copies."""
     if reply.logits is not None:
-        logits = torch.from_numpy(reply.logits).float()
+        logits = torch.tensor(reply.logits).float()
     else:
-        logits = dense_from_topk(torch.from_numpy(reply.top_values).float(),
-                                 torch.from_numpy(reply.top_classes).long(), reply.num_classes)
-    feats = {p: torch.from_numpy(f).float().to(device, non_blocking=True)
+        logits = dense_from_topk(torch.tensor(reply.top_values).float(),
+                                 torch.tensor(reply.top_classes).long(), reply.num_classes)
+    feats = {p: torch.tensor(f).float().to(device, non_blocking=True)
              for p, f in reply.features.items()}
     return TeacherOutputs(logits.to(device, non_blocking=True), feats)

@@ -150,7 +150,8 @@ class ReplicaWorker:
         self.backend = None
 
     def load(self) -> dict:
-        """Load the teacher and build the backend; returns where and how it runs."""
+        """Load the teacher, build the backend and run it once (so a backend that cannot
+        run fails here, and the first real batch is not slow); returns where it runs."""
         from edgedistill import api
 
         tic = time.perf_counter()

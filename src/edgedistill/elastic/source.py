@@ -5,9 +5,8 @@ queued on the replicas: a window of ``max_in_flight`` per live replica, answers 
 until the student asks (results arrive in any order and are handed out in order).
 Request ids are batch positions, so a request whose replica died or stalled past
 ``deadline_s`` is simply sent again elsewhere, and the ledger proves each batch was
-accepted once. A call for a batch outside the window (the setup probe, a resume, an
-epoch the student skipped to) restarts the window there; answers still coming for the
-old window are dropped on arrival.
+accepted once. A call for a batch outside the window (a resume, an epoch the student
+skipped to) restarts the window there; requests for the old window are abandoned.
 
 Determinism: answers depend on the backend only, not on which replica computed them,
 so with a pool of one backend a run (and a resumed run) is reproducible bit for bit.
@@ -21,11 +20,13 @@ import time
 import torch
 
 from edgedistill.distill.sources import SOURCES, TeacherOutputs, TeacherSource
+from edgedistill.elastic.cluster import can_place_now, free_resources
 from edgedistill.elastic.plan import BatchPlan, Ledger
-from edgedistill.elastic.pool import Completion, TeacherPool
+from edgedistill.elastic.pool import TeacherPool, Ticket
 from edgedistill.elastic.protocol import Key, Reply, decode
 from edgedistill.elastic.scaler import Autoscaler
 from edgedistill.elastic.spec import parse_autoscale, parse_replicas
+from edgedistill.errors import UsageError
 
 MAX_ATTEMPTS = 5
 CALIBRATION_IMAGES = 256
@@ -52,7 +53,7 @@ class PoolSource(TeacherSource):
         self.owns_pool = pool is None
         self.log = log
         self.ledger = Ledger()
-        self.pending: dict[Key, object] = {}
+        self.pending: dict[Key, Ticket] = {}
         self.done: dict[Key, Reply] = {}
         self.attempts: dict[Key, int] = {}
         self.waited_s = 0.0
@@ -62,6 +63,10 @@ class PoolSource(TeacherSource):
     def attach(self, layers: list[str], train_pipe) -> None:
         super().attach(layers, train_pipe)
         self.plan = BatchPlan(train_pipe)
+        missing = sorted(set(self.layers) - set(self.pool.layers)) if self.pool else []
+        if missing:
+            raise UsageError(f"the teacher pool was built without layers {missing}; build it "
+                             f"with layers={self.layers}")
         if self.pool is None:
             self.pool = TeacherPool(self.source, self.specs, self.layers, self.plan.inputs,
                                     self.plan.calibration(CALIBRATION_IMAGES),
@@ -88,7 +93,7 @@ class PoolSource(TeacherSource):
             if not self.pool.alive and time.perf_counter() - warn_at > WARN_EVERY_S:
                 warn_at = time.perf_counter()
                 self.log(f"waiting for a teacher replica: {self.pool.starting} starting, "
-                         f"none alive; free Ray resources: {self.pool.free_resources()}")
+                         f"none alive; free Ray resources: {free_resources()}")
         self.waited_s += time.perf_counter() - tic
         reply = self.done.pop(key)
         self._last = (key, reply)
@@ -102,6 +107,7 @@ class PoolSource(TeacherSource):
 
     def _restart_window(self, key: Key) -> None:
         keep = set(self._window(key))
+        self.ledger.abandoned += sum(k not in keep for k in self.pending)
         self.pending = {k: t for k, t in self.pending.items() if k in keep}
         self.done = {k: r for k, r in self.done.items() if k in keep}
 
@@ -116,41 +122,33 @@ class PoolSource(TeacherSource):
             self.pending[key] = ticket
 
     def _pump(self) -> None:
-        for c in self.pool.collect(POLL_S):
-            self._complete(c)
-        for c in self.pool.expire(self.cfg.deadline_s):
-            self._complete(c)
+        self.pool.collect(POLL_S)
+        self.pool.expire(self.cfg.deadline_s)
+        for key, ticket in list(self.pending.items()):
+            if ticket.finished:
+                del self.pending[key]
+                self._settle(key, ticket)
         if not self.pool.alive and not self.pool.starting:
             raise RuntimeError("every teacher replica is gone and none could be restarted; "
                                "see the messages above for why")
 
-    def _complete(self, c: Completion) -> None:
-        key = c.ticket.key
-        if self.pending.get(key) is not c.ticket:
-            if c.reply is not None:
-                if key in self.done or self.ledger.accepted[key]:
-                    self.ledger.duplicates += 1
-                else:
-                    self.ledger.discarded += 1
-            return
-        del self.pending[key]
-        if c.reply is None:
+    def _settle(self, key: Key, ticket: Ticket) -> None:
+        if ticket.lost:
             self.attempts[key] = self.attempts.get(key, 0) + 1
             self.ledger.resent += 1
             if self.attempts[key] >= MAX_ATTEMPTS:
                 raise RuntimeError(f"batch {key} was lost by {MAX_ATTEMPTS} teacher replicas "
                                    "in a row; giving up")
             return
-        if c.reply.key != key:
-            raise RuntimeError(f"replica {c.reply.replica} answered {c.reply.key} for {key}")
+        if ticket.reply.key != key:
+            raise RuntimeError(f"replica {ticket.reply.replica} answered {ticket.reply.key} "
+                               f"for {key}")
         self.ledger.accepted[key] += 1
-        self.done[key] = c.reply
+        self.done[key] = ticket.reply
 
     def _autoscale(self) -> None:
         if self.scaler is None:
             return
-        from edgedistill.elastic.cluster import can_place_now
-
         pool = self.pool
         target = self.scaler.tick(time.monotonic(), self.waited_s, pool.busy_s, pool.alive,
                                   pool.starting, lambda: can_place_now(self.grow_spec))
