@@ -15,9 +15,17 @@ from rich.table import Table
 
 from edgedistill.errors import UsageError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Distil large networks into models that run on edge devices.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Distil large networks into models that run on edge devices.",
+)
 console = Console()
+
+from edgedistill.design.cli import design_app  # noqa: E402  (loads its exports lazily)
+
+app.add_typer(design_app)
 
 SET_HELP = "Override a config key, e.g. --set train.epochs=5 (repeatable)."
 
@@ -35,49 +43,91 @@ def _default_out(name: str) -> Path:
     return Path("runs") / name
 
 
+def _halting_report(cfg, target: Path, resume: bool) -> None:
+    from edgedistill.design.halting_report import run_halting_report
+
+    run_halting_report(cfg, target, resume=resume)
+    console.print((Path(target) / "HALTING.md").read_text())
+
+
 @app.command()
-def train(config: Path, set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-          out: Optional[Path] = typer.Option(None, help="Run directory (default runs/NAME)."),
-          resume: bool = typer.Option(False, help="Continue from the run's last checkpoint."),
-          device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N")):
+def train(
+    config: Path,
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    out: Optional[Path] = typer.Option(None, help="Run directory (default runs/NAME)."),
+    resume: bool = typer.Option(False, help="Continue from the run's last checkpoint."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N"),
+    halting_report: bool = typer.Option(
+        False,
+        "--halting-report",
+        help="Run to the full schedule and with halting (same seed); "
+        "compare epochs, wall time, FLOPs, accuracy.",
+    ),
+):
     """Train a model on a dataset (this is how teachers are made)."""
     from edgedistill import api
     from edgedistill.config import TrainExperiment, load_config
 
     overrides = [*set_, *([f"train.device={device}"] if device else [])]
     cfg = load_config(config, TrainExperiment, overrides)
+    if halting_report:
+        _halting_report(cfg, out or _default_out(cfg.name), resume)
+        return
     summary = api.train(cfg, out or _default_out(cfg.name), resume=resume)
-    console.print(f"final test accuracy {summary['final_test_acc']:.4f} "
-                  f"(best {summary['best_test_acc']:.4f}); run dir "
-                  f"{out or _default_out(cfg.name)}")
+    console.print(
+        f"final test accuracy {summary['final_test_acc']:.4f} "
+        f"(best {summary['best_test_acc']:.4f}); run dir "
+        f"{out or _default_out(cfg.name)}"
+    )
 
 
 @app.command()
-def distill(config: Path, set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-            out: Optional[Path] = typer.Option(None, help="Run directory (default runs/NAME)."),
-            resume: bool = typer.Option(False, help="Continue from the run's last checkpoint."),
-            device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N"),
-            address: Optional[str] = typer.Option(
-                None, help="Ray cluster for teacher.mode=pool: HOST:PORT or auto "
-                           "(default: Ray embedded in this process).")):
+def distill(
+    config: Path,
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    out: Optional[Path] = typer.Option(None, help="Run directory (default runs/NAME)."),
+    resume: bool = typer.Option(False, help="Continue from the run's last checkpoint."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N"),
+    address: Optional[str] = typer.Option(
+        None,
+        help="Ray cluster for teacher.mode=pool: HOST:PORT or auto "
+        "(default: Ray embedded in this process).",
+    ),
+    halting_report: bool = typer.Option(
+        False,
+        "--halting-report",
+        help="Run to the full schedule and with halting (same seed); "
+        "compare epochs, wall time, FLOPs, accuracy.",
+    ),
+):
     """Distil a student from a teacher with the config's loss terms."""
     from edgedistill.config import DistillExperiment, load_config
     from edgedistill.distill.run import run_distill
 
-    overrides = [*set_, *([f"train.device={device}"] if device else []),
-                 *([f"teacher.pool.address={address}"] if address else [])]
+    overrides = [
+        *set_,
+        *([f"train.device={device}"] if device else []),
+        *([f"teacher.pool.address={address}"] if address else []),
+    ]
     cfg = load_config(config, DistillExperiment, overrides)
     target = out or _default_out(cfg.name)
+    if halting_report:
+        _halting_report(cfg, target, resume)
+        return
     summary = run_distill(cfg, target, resume=resume)
-    console.print(f"student {summary['student']}: final test accuracy "
-                  f"{summary['final_test_acc']:.4f} (teacher {summary['teacher_acc']:.4f}); "
-                  f"run dir {target}")
+    console.print(
+        f"student {summary['student']}: final test accuracy "
+        f"{summary['final_test_acc']:.4f} (teacher {summary['teacher_acc']:.4f}); "
+        f"run dir {target}"
+    )
 
 
 @app.command("eval")
-def eval_(source: str = typer.Argument(..., help="Run dir, checkpoint, weights or zoo:NAME"),
-          dataset: Optional[str] = typer.Option(None, help="Default: the run's dataset."),
-          limit_test: Optional[int] = typer.Option(None)):
+def eval_(
+    source: str = typer.Argument(..., help="Run dir, checkpoint, weights or zoo:NAME"),
+    dataset: Optional[str] = typer.Option(None, help="Default: the run's dataset."),
+    limit_test: Optional[int] = typer.Option(None),
+):
     """Print accuracy, loss, params, FLOPs and size of a trained model."""
     from edgedistill.report.evaluation import evaluate_source
 
@@ -114,17 +164,30 @@ def zoo():
     """List the teachers shipped with edgedistill."""
     from edgedistill import pretrained
 
-    rows = [[name, e["model"], e["dataset"], f"{e['test_acc']:.4f}",
-             f"{e['epochs_trained']}/{e['epochs_planned']}", e["date"]]
-            for name, e in sorted(pretrained.manifest().items())]
-    _table("shipped teachers (use as teacher: zoo:NAME)",
-           ["name", "model", "dataset", "test acc", "epochs", "date"], rows)
+    rows = [
+        [
+            name,
+            e["model"],
+            e["dataset"],
+            f"{e['test_acc']:.4f}",
+            f"{e['epochs_trained']}/{e['epochs_planned']}",
+            e["date"],
+        ]
+        for name, e in sorted(pretrained.manifest().items())
+    ]
+    _table(
+        "shipped teachers (use as teacher: zoo:NAME)",
+        ["name", "model", "dataset", "test acc", "epochs", "date"],
+        rows,
+    )
 
 
 @app.command()
-def demo(out: Path = typer.Option(Path("runs/demo"), help="Where runs and the report go."),
-         epochs: int = typer.Option(3, help="Student epochs."),
-         limit_train: Optional[int] = typer.Option(20000, help="Training images used.")):
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="Where runs and the report go."),
+    epochs: int = typer.Option(3, help="Student epochs."),
+    limit_train: Optional[int] = typer.Option(20000, help="Training images used."),
+):
     """Shipped teacher -> student from scratch and with hint+kd; prints a table."""
     from edgedistill.demo import run_demo
 
@@ -133,9 +196,12 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Where runs and the re
 
 
 @app.command()
-def export(run_dir: Path, format: str = typer.Option("onnx", help="onnx"),
-           int8: bool = typer.Option(False, help="Also write an ONNX Runtime int8 model."),
-           limit_test: Optional[int] = typer.Option(None, help="Test images for int8 accuracy.")):
+def export(
+    run_dir: Path,
+    format: str = typer.Option("onnx", help="onnx"),
+    int8: bool = typer.Option(False, help="Also write an ONNX Runtime int8 model."),
+    limit_test: Optional[int] = typer.Option(None, help="Test images for int8 accuracy."),
+):
     """Export a trained model to ONNX, check it against PyTorch, time it."""
     from edgedistill.export.onnx import export_run
 

@@ -1,10 +1,13 @@
 """The layer list of a network as an edge runtime executes it, and its peak activation memory.
 
-The forward pass is traced at the ATen level (``TorchDispatchMode``) on the ``meta``
-device, so a candidate costs no memory and no arithmetic. What is recorded mirrors
+The forward pass is traced at the ATen level (``TorchDispatchMode``); one real forward
+at batch size N costs milliseconds for an edge-sized network. What is recorded mirrors
 what ONNX Runtime runs after its graph optimizations: BatchNorm and activations that
 directly follow a convolution are folded into it (Conv+BN folding, Conv+activation
-fusion), views are free, and every other op is one kernel call. Each op carries
+fusion), views are free, and every other op is one kernel call. A residual sum of a
+convolution's output (with the activation after it) is its own kind, ``conv_add``:
+some runtimes fuse it into the convolution (ONNX Runtime's NCHWc kernels on x86) and
+others do not, so its cost is left to the fit rather than assumed. Each op carries
 its FLOPs (a multiply-add is 2) and the bytes it moves at fp32 (activations in and
 out plus weights), the two features the latency model is fitted on.
 
@@ -22,12 +25,12 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-KINDS = ("conv", "pwconv", "dwconv", "linear", "pool", "add", "eltwise")
+KINDS = ("conv", "pwconv", "dwconv", "linear", "pool", "conv_add", "add", "eltwise")
 _FREE = {"view", "_unsafe_view", "reshape", "t", "transpose", "permute", "flatten", "squeeze",
          "unsqueeze", "expand", "detach", "alias", "dropout", "empty", "clone", "contiguous",
          "_to_copy", "lift_fresh"}
-_FUSABLE = {"native_batch_norm", "_native_batch_norm_legit_no_training", "batch_norm", "relu",
-            "hardtanh", "clamp", "silu", "sigmoid", "hardswish", "leaky_relu", "gelu"}
+_ACTIVATIONS = {"relu", "hardtanh", "clamp", "silu", "sigmoid", "hardswish", "leaky_relu", "gelu"}
+_BATCH_NORM = {"native_batch_norm", "_native_batch_norm_legit_no_training", "batch_norm"}
 _POOL = {"mean", "_adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "max_pool2d_with_indices",
          "adaptive_max_pool2d", "amax"}
 _LINEAR = {"addmm", "mm", "bmm", "matmul"}
@@ -37,15 +40,20 @@ FP32 = 4
 
 @dataclass(frozen=True)
 class Op:
-    """One kernel call: its kind (one of ``KINDS``), FLOPs and fp32 bytes moved."""
+    """One kernel call: its kind (one of ``KINDS``), FLOPs and fp32 bytes moved; for
+    convolutions also the channels in and out, since runtimes pad them to SIMD blocks."""
 
     kind: str
     flops: int
     bytes: int
+    cin: int = 0
+    cout: int = 0
 
 
 @dataclass(frozen=True)
 class Trace:
+    """The ops in execution order and the most activation elements alive at once."""
+
     ops: tuple[Op, ...]
     peak_activation_elements: int
 
@@ -61,7 +69,8 @@ class _Recorder(TorchDispatchMode):
         self.size: dict[int, int] = {id(x): x.numel()}
         self.born: dict[int, int] = {id(x): 0}
         self.last: dict[int, int] = {id(x): 0}
-        self.fused: set[int] = set()
+        self.after_conv: set[int] = set()
+        self.after_add: set[int] = set()
         self.step = 0
 
     def _roots(self, args) -> list[int]:
@@ -89,10 +98,11 @@ class _Recorder(TorchDispatchMode):
         for r in roots:
             self.last[r] = self.step
         first = out[0] if isinstance(out, (tuple, list)) else out
-        if name in _FUSABLE and roots[0] in self.fused:
+        if (name in _ACTIVATIONS | _BATCH_NORM and roots[0] in self.after_conv) or (
+                name in _ACTIVATIONS and roots[0] in self.after_add):
             self._alias(out, roots[0])
             return out
-        op = _op(name, args, first)
+        op = _op(name, args, first, any(r in self.after_conv for r in roots))
         if op is None:
             return out
         self.ops.append(op)
@@ -100,7 +110,9 @@ class _Recorder(TorchDispatchMode):
         self._alias(out, key)
         self.size[key], self.born[key], self.last[key] = first.numel(), self.step, self.step
         if op.kind in ("conv", "pwconv", "dwconv"):
-            self.fused.add(key)
+            self.after_conv.add(key)
+        elif op.kind == "conv_add":
+            self.after_add.add(key)
         return out
 
     def peak(self) -> int:
@@ -121,7 +133,7 @@ def _flatten(obj) -> list:
     return [obj]
 
 
-def _op(name: str, args, out: torch.Tensor) -> Op | None:
+def _op(name: str, args, out: torch.Tensor, follows_conv: bool) -> Op | None:
     tensors = [a for a in _flatten(args) if isinstance(a, torch.Tensor)]
     if name == "convolution":
         x, w = args[0], args[1]
@@ -130,7 +142,7 @@ def _op(name: str, args, out: torch.Tensor) -> Op | None:
         kind = ("dwconv" if groups > 1 and groups == x.shape[1]
                 else "pwconv" if w[0, 0].numel() == 1 and groups == 1 else "conv")
         moved = x.numel() + out.numel() + w.numel()
-        return Op(kind, int(flops), FP32 * int(moved))
+        return Op(kind, int(flops), FP32 * int(moved), int(x.shape[1]), int(out.shape[1]))
     if name in _LINEAR:
         a, b = (args[1], args[2]) if name == "addmm" else (args[0], args[1])
         flops = 2 * a.numel() * b.shape[-1]
@@ -138,26 +150,23 @@ def _op(name: str, args, out: torch.Tensor) -> Op | None:
     if name in _POOL:
         return Op("pool", 0, FP32 * int(tensors[0].numel() + out.numel()))
     if name in _BINARY and len(tensors) == 2 and all(t.numel() > 1 for t in tensors):
-        return Op("add", 0, FP32 * int(sum(t.numel() for t in tensors) + out.numel()))
+        moved = FP32 * int(sum(t.numel() for t in tensors) + out.numel())
+        return Op("conv_add" if follows_conv else "add", 0, moved)
     if name in _BINARY:
         return None  # a scalar bookkeeping op (e.g. a counter), not a layer
     return Op("eltwise", 0, FP32 * int(tensors[0].numel() + out.numel()))
 
 
 def trace(model: nn.Module, input_shape: Sequence[int]) -> Trace:
-    """Trace ``model`` (built on any device; traced on ``meta``) at ``(N, C, H, W)``."""
-    meta = _to_meta(model)
-    x = torch.zeros(tuple(input_shape), device="meta")
-    recorder = _Recorder(x)
-    with torch.no_grad(), recorder:
-        meta(x)
-    return Trace(tuple(recorder.ops), recorder.peak())
-
-
-def _to_meta(model: nn.Module) -> nn.Module:
+    """Trace one eval-mode forward of ``model`` at ``(N, C, H, W)`` on its own device."""
     param = next(model.parameters(), None)
-    if param is not None and param.device.type == "meta":
-        return model.eval()
-    import copy
-
-    return copy.deepcopy(model).to("meta").eval()
+    x = torch.zeros(tuple(input_shape), device=param.device if param is not None else "cpu")
+    recorder = _Recorder(x)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), recorder:
+            model(x)
+    finally:
+        model.train(was_training)
+    return Trace(tuple(recorder.ops), recorder.peak())
