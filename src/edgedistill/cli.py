@@ -211,6 +211,23 @@ def export(
     _table(f"export {run_dir}", ["metric", "value"], [[k, v] for k, v in result.items()])
 
 
+@app.command()
+def study(
+    config: Path,
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    out: Optional[Path] = typer.Option(None, help="Study folder (default runs/NAME)."),
+    resume: bool = typer.Option(False, help="Continue a study; finished cells are kept."),
+    workers: Optional[int] = typer.Option(None, help="Cells run at once (default: config)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N"),
+):
+    """Students x transfer techniques x seeds: accuracy, convergence speed, gain over scratch."""
+    from edgedistill.study import run_study
+
+    overrides = [*set_, *([f"train.device={device}"] if device else [])]
+    report = run_study(config, out, resume=resume, overrides=overrides, workers=workers)
+    console.print(f"report: {report}")
+
+
 def main() -> None:
     """Entry point; click itself exits 2 on its own usage errors (unknown option...)."""
     try:

@@ -1,0 +1,123 @@
+"""Transfer techniques as lists of loss terms: presets, any registered loss by name, and
+``a+b`` combinations.
+
+Presets follow each method's reference recipe (weights from the papers or Tian et al.'s
+CRD benchmark; KD at T=4 with CE 0.1 / KD 0.9 as in mdistiller). Hints go to the last
+residual stage (``stage-1``) on both sides, as in this project's example configs: a
+layer every zoo model has, so one preset fits every student shape. A registered loss
+used by name gets CE 1.0 plus the loss at its default weight on its usual layers. A
+combination keeps one CE term (the smallest CE weight of its parts) and every other
+term of every part.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from edgedistill.config import LossConfig
+from edgedistill.errors import UsageError
+from edgedistill.study.config import StudyConfig, TechniqueConfig
+
+HINT = ["stage-1"]
+STAGES = ["stage1", "stage2", "stage3"]
+USUAL_LAYERS = {
+    "at": STAGES, "fsp": ["stage1", "stage2", "stage2", "stage3"],
+    "reviewkd": [*STAGES, "embedding"], "crd": ["embedding"], "cc": ["embedding"],
+    "pkt": ["embedding"], "rkd": ["embedding"],
+}
+
+
+def _ce(weight: float) -> dict:
+    return {"name": "ce", "weight": weight}
+
+
+def _layers(layers: list[str]) -> dict:
+    return {"student_layers": list(layers), "teacher_layers": list(layers)}
+
+
+def _dkd(epochs: int) -> list[dict]:
+    """DKD warms up over 20 of its 240 epochs; the study keeps that 1/12 ratio."""
+    warmup = max(1, round(epochs / 12))
+    return [_ce(1.0), {"name": "dkd", "params": {"alpha": 1.0, "beta": 8.0, "temperature": 4.0,
+                                                  "warmup_epochs": warmup}}]
+
+
+PRESETS: dict[str, Callable[[int], list[dict]]] = {
+    "none": lambda epochs: [_ce(1.0)],
+    "kd": lambda epochs: [_ce(0.1), {"name": "kd", "weight": 0.9,
+                                     "params": {"temperature": 4.0}}],
+    "fitnet": lambda epochs: [_ce(1.0), {"name": "fitnet", "weight": 100.0, **_layers(HINT)}],
+    "hint+kd": lambda epochs: [_ce(0.1), {
+        "name": "hint+kd", "weight": 1.0, **_layers(HINT),
+        "params": {"hint_weight": 100.0, "kd_weight": 0.9, "temperature": 4.0}}],
+    "at": lambda epochs: [_ce(1.0), {"name": "at", "weight": 1000.0, **_layers(STAGES)}],
+    "dkd": _dkd,
+}
+
+
+def _single(name: str, epochs: int) -> list[dict] | None:
+    from edgedistill.losses import LOSSES
+
+    if name in PRESETS:
+        return PRESETS[name](epochs)
+    if name in LOSSES and name != "ce":
+        term: dict = {"name": name}
+        if LOSSES.get(name).needs_features:
+            term.update(_layers(USUAL_LAYERS.get(name, HINT)))
+        return [_ce(1.0), term]
+    return None
+
+
+def _split(name: str, epochs: int) -> list[list[dict]] | None:
+    """Split ``a+b+c`` into known parts, longest names first (``hint+kd`` is one name)."""
+    if not name:
+        return []
+    parts = name.split("+")
+    for i in range(len(parts), 0, -1):
+        head = _single("+".join(parts[:i]), epochs)
+        if head is not None:
+            rest = _split("+".join(parts[i:]), epochs)
+            if rest is not None:
+                return [head, *rest]
+    return None
+
+
+def expand_name(name: str, epochs: int) -> list[LossConfig]:
+    """The loss terms of a technique given by name; ``UsageError`` names the choices."""
+    from edgedistill.losses import LOSSES
+
+    groups = _split(name, epochs)
+    if groups is None:
+        raise UsageError(
+            f"techniques: {name!r} is not a preset ({', '.join(PRESETS)}), a registered loss "
+            f"({', '.join(n for n in LOSSES.names() if n != 'ce')}) or a '+' combination of "
+            "them; or spell it out as {label: NAME, losses: [...]}")
+    if len(groups) == 1:
+        return [LossConfig(**t) for t in groups[0]]
+    ce_weight = min(t["weight"] for g in groups for t in g if t["name"] == "ce")
+    terms = [t for g in groups for t in g if t["name"] != "ce"]
+    names = [t["name"] for t in terms]
+    if len(set(names)) != len(names):
+        raise UsageError(f"techniques: {name!r} repeats a loss term ({names}); spell it out "
+                         "with `losses` and give the repeated terms distinct labels")
+    return [LossConfig(**_ce(ce_weight)), *(LossConfig(**t) for t in terms)]
+
+
+def resolve_techniques(cfg: StudyConfig) -> list[TechniqueConfig]:
+    """Every technique of the study as a label plus its loss terms, checked by name."""
+    from edgedistill.losses import LOSSES
+
+    out = []
+    for i, item in enumerate(cfg.techniques):
+        if isinstance(item, str):
+            out.append(TechniqueConfig(label=item, losses=expand_name(item, cfg.train.epochs)))
+            continue
+        for term in item.losses:
+            if term.name not in LOSSES:
+                raise UsageError(f"techniques[{i}] ({item.label}): unknown loss {term.name!r}; "
+                                 f"choose one of: {', '.join(LOSSES.names())}")
+        out.append(item)
+    none = next(t for t in out if t.label == "none")
+    if any(term.name != "ce" for term in none.losses):
+        raise UsageError("techniques: 'none' is the no-teacher baseline and may hold only ce terms")
+    return out

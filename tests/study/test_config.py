@@ -1,0 +1,97 @@
+"""Study configs: presets, registered losses and combinations as loss terms; the grid's
+cells and their experiments; the checks that keep a resumed grid consistent."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgedistill.errors import UsageError
+from edgedistill.study.config import StudyConfig, load_study
+from edgedistill.study.grid import Cell, cell_config, check_unchanged, expand
+from edgedistill.study.techniques import expand_name, resolve_techniques
+from tests.study.conftest import study_dict
+
+TEACHER = "teacher.safetensors"  # validated as a string only: nothing here loads it
+
+
+def terms(losses):
+    return [(t.name, t.weight, t.student_layers) for t in losses]
+
+
+def test_presets_are_loss_term_lists():
+    assert terms(expand_name("none", 30)) == [("ce", 1.0, [])]
+    assert terms(expand_name("kd", 30)) == [("ce", 0.1, []), ("kd", 0.9, [])]
+    assert terms(expand_name("fitnet", 30)) == [("ce", 1.0, []), ("fitnet", 100.0, ["stage-1"])]
+    hint_kd = expand_name("hint+kd", 30)
+    assert terms(hint_kd)[1] == ("hint+kd", 1.0, ["stage-1"])
+    assert hint_kd[1].params["kd_weight"] == 0.9
+    assert expand_name("dkd", 240)[1].params["warmup_epochs"] == 20
+    assert expand_name("dkd", 4)[1].params["warmup_epochs"] == 1
+
+
+def test_registered_loss_and_combination():
+    assert terms(expand_name("crd", 5)) == [("ce", 1.0, []), ("crd", None, ["embedding"])]
+    assert terms(expand_name("at+kd", 5)) == [
+        ("ce", 0.1, []), ("at", 1000.0, ["stage1", "stage2", "stage3"]), ("kd", 0.9, [])]
+    # the longest known name wins: hint+kd stays one term
+    assert [t.name for t in expand_name("hint+kd+at", 5)] == ["ce", "hint+kd", "at"]
+    with pytest.raises(UsageError, match="not a preset.*registered loss"):
+        expand_name("kd+nonsense", 5)
+    with pytest.raises(UsageError, match="repeats a loss term"):
+        expand_name("kd+kd", 5)
+
+
+def test_schema_errors_name_the_problem(tmp_path):
+    def load(**over):
+        path = tmp_path / "s.yaml"
+        path.write_text(yaml.safe_dump(study_dict(TEACHER, **over)))
+        return load_study(path)
+
+    with pytest.raises(UsageError, match="must include 'none'"):
+        load(techniques=["kd"])
+    with pytest.raises(UsageError, match="share a label"):
+        load(students=[{"derive": "shallower"}, {"name": "resnet8"}, {"name": "resnet8"}])
+    with pytest.raises(UsageError, match="only letters"):
+        load(students=[{"name": "resnet8", "label": "a/b"}])
+    with pytest.raises(UsageError, match="seeds must be distinct"):
+        load(seeds=[0, 0])
+    with pytest.raises(UsageError, match="needs target.accuracy"):
+        load(target={"kind": "accuracy"})
+    with pytest.raises(UsageError, match="unknown key 'train.epoch'.*epochs"):
+        load(train={"epoch": 3})
+    with pytest.raises(UsageError, match="unknown loss 'nope'"):
+        load(techniques=["none", {"label": "x", "losses": [{"name": "nope"}]}])
+    with pytest.raises(UsageError, match="may hold only ce"):
+        load(techniques=[{"label": "none", "losses": [{"name": "kd"}]}])
+    assert load(target={"kind": "accuracy", "accuracy": 0.8}).target.accuracy == 0.8
+
+
+def test_grid_cells_and_their_experiments():
+    cfg = StudyConfig.model_validate(study_dict(
+        TEACHER, students=[{"derive": "shallower"}, {"name": "resnet8", "label": "r8"}],
+        techniques=["none", "fitnet"], seeds=[3, 4]))
+    techniques = resolve_techniques(cfg)
+    cells = expand(cfg, techniques)
+    assert len(cells) == 8 and len(set(cells)) == 8
+    assert [c.seed for c in cells[:4]] == [3, 3, 3, 3]  # seed-major: full grids early
+    assert cells[0] == Cell("shallower", "none", 3)
+    exp = cell_config(cfg, Cell("r8", "fitnet", 4), techniques[1], Path("snap.safetensors"),
+                      Path("cache"), threads=1)
+    assert exp.seed == 4 and exp.student.name == "resnet8" and exp.halting == []
+    assert exp.teacher.source == "snap.safetensors" and exp.teacher.mode == "cache"
+    assert exp.teacher.cache.dir == "cache" and exp.train.threads == 1
+    assert [t.name for t in exp.losses] == ["ce", "fitnet"]
+
+
+def test_changed_settings_refuse_to_mix(tmp_path):
+    cfg = StudyConfig.model_validate(study_dict(TEACHER))
+    technique = resolve_techniques(cfg)[0]
+    cell = Cell("shallower", "none", 0)
+    exp = cell_config(cfg, cell, technique, Path("t"), Path("c"), threads=None)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(exp.model_dump(mode="json")))
+    check_unchanged(tmp_path, cell_config(cfg, cell, technique, Path("t2"), Path("c2"), 2), cell)
+    longer = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 9})})
+    with pytest.raises(UsageError, match="train.epochs"):
+        check_unchanged(tmp_path, cell_config(longer, cell, technique, Path("t"), Path("c"),
+                                              None), cell)
