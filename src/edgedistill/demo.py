@@ -68,7 +68,7 @@ def run_demo(out: str | Path, epochs: int = 3, limit_train: int | None = 20000) 
     out = Path(out)
     teacher_name = pick_teacher()
     scratch_cfg, kd_cfg = demo_configs(teacher_name, epochs, limit_train)
-    console = Console()
+    console = Console(width=150)
     console.print(f"[bold]edgedistill demo[/]: teacher zoo:{teacher_name}, student resnet8, "
                   f"{epochs} epochs on {limit_train or 'all'} Fashion-MNIST training images")
     console.print("1/2 resnet8 from scratch")
