@@ -61,7 +61,7 @@ def test_real_client_gets_the_locally_computed_answer(split_run, server, token_f
     with torch.no_grad():
         z = model.device_part(torch.from_numpy(normalize_uint8(images, meta["mean"],
                                                                meta["std"]))).numpy()
-        zq, sizes = wire_roundtrip(z, False, "zlib")
+        zq, sizes = wire_roundtrip(z, False, meta["wire"]["compression"])
         expected = model.server_part()(torch.from_numpy(zq)).argmax(1).tolist()
     token = token_file.read_text().strip()
     with SplitClient(split_run, server, token) as client:

@@ -88,9 +88,11 @@ def test_token_bucket_paces_to_the_rate():
     bucket = TokenBucket(1000.0, burst_bytes=200, clock=clock, sleep=clock.sleep)
     assert bucket.consume(150) == 0.0
     assert bucket.consume(550) == pytest.approx(0.5)
+    assert clock.now == pytest.approx(0.5)
     clock.now += 2.0
     assert bucket.consume(200) == 0.0
     assert bucket.consume(100) == pytest.approx(0.1)
+    assert bucket.reserve(1000) == pytest.approx(1.0) and clock.now == pytest.approx(2.6)
 
 
 def test_link_takes_bytes_over_rate_plus_delay():

@@ -125,11 +125,14 @@ def test_classify_takes_png_and_jpeg_of_the_right_size(client):
 
 
 def test_info_and_metrics(client):
+    for i in range(3):
+        assert client.get(f"/random/{i}").status_code == 404
     info = client.get("/v1/info").json()
     assert info["bottleneck_shape"] == list(Z_SHAPE) and info["max_batch"] == 4
     text = client.get("/metrics").text
     assert 'edgedistill_split_requests_total{path="/v1/split",status="200"}' in text
     assert 'status="401"' in text and "edgedistill_split_batches_total" in text
+    assert 'path="other",status="404"} 3' in text and "random" not in text
 
 
 def test_model_failure_is_a_500_without_internals():

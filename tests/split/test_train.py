@@ -56,3 +56,14 @@ def test_run_directory_is_complete_and_reloads(split_run):
     with torch.no_grad():
         assert torch.equal(model(x), model.server_part()(model.device_part(x)))
     assert "| c2 (chosen) | 2x8x8 |" in (split_run / "table.md").read_text()
+
+
+def test_resize_makes_the_upscaled_setting(teacher_file):
+    cfg = validate(tiny_split_config(str(teacher_file), **{"input.size": 24,
+                                                           "input.channels": 3}),
+                   SplitExperiment)
+    train_data, test_data = load_split_data(cfg)
+    assert train_data.images.shape[1:] == (3, 24, 24) == test_data.images.shape[1:]
+    assert train_data.images.dtype == torch.uint8
+    assert torch.equal(train_data.images[:, 0], train_data.images[:, 2])
+    assert train_data.mean == test_data.mean and len(train_data.mean) == 3

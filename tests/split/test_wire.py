@@ -42,6 +42,15 @@ def test_quantized_round_trip_and_exact_size(compression, per_channel):
         assert len(message) < header_len(4, scales) + Z.size
 
 
+def test_auto_compression_picks_the_smaller_payload():
+    dense = quantize(RNG.standard_normal((1, 1, 7, 7)).astype(np.float32))
+    sparse = quantize(np.zeros((1, 8, 7, 7), np.float32))
+    assert decode(encode(dense, "auto")).compression == "none"
+    assert decode(encode(sparse, "auto")).compression == "zlib"
+    for q in (dense, sparse):
+        assert len(encode(q, "auto")) == min(len(encode(q, "none")), len(encode(q, "zlib")))
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
 def test_float_tensors_travel_unquantized(dtype):
     x = RNG.standard_normal((1, 3, 2, 2)).astype(dtype)

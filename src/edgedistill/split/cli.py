@@ -45,7 +45,7 @@ def serve(run_dir: Path, host: str = typer.Option("127.0.0.1", help="Address to 
           port: int = typer.Option(8000, min=1, max=65535),
           token_file: Path = typer.Option(..., help="File holding the bearer token."),
           bottleneck: Optional[str] = typer.Option(None, help=BOTTLENECK_HELP),
-          backend: str = typer.Option("torch", help="torch or onnx (ONNX Runtime)."),
+          backend: str = typer.Option("onnx", help="onnx (ONNX Runtime) or torch."),
           threads: int = typer.Option(1, min=1, help="Compute threads."),
           max_payload: int = typer.Option(1 << 20, min=64, help="Largest body in bytes."),
           max_batch: int = typer.Option(32, min=1, help="Most samples per model call."),
@@ -65,6 +65,8 @@ def infer(run_dir: Path, images: list[Path],
           bottleneck: Optional[str] = typer.Option(None, help=BOTTLENECK_HELP),
           mbit: Optional[float] = typer.Option(None, help="Emulate a link of this Mbit/s."),
           delay_ms: float = typer.Option(0.0, min=0, help="One-way delay of the emulated link."),
+          device_slowdown: float = typer.Option(1.0, min=1,
+                                                help="Emulate a device this many times slower."),
           as_json: bool = typer.Option(False, "--json", help="One JSON object per image.")):
     """Run the head here, send the bottleneck, print predictions and a timing breakdown."""
     from edgedistill.split.client import SplitClient, load_images
@@ -75,7 +77,8 @@ def infer(run_dir: Path, images: list[Path],
     token = read_token(token_file)
     batch = load_images(images, read_meta(run_dir)["input_shape"])
     link = Link(mbit, delay_ms) if mbit else None
-    with SplitClient(run_dir, server, token, bottleneck, link=link) as client:
+    with SplitClient(run_dir, server, token, bottleneck, link=link,
+                     device_slowdown=device_slowdown) as client:
         for path, image in zip(images, batch, strict=True):
             result = client.infer(image[None])
             if as_json:
@@ -100,7 +103,7 @@ def plan(run_dir: Path,
          rpc_overhead_ms: Optional[float] = typer.Option(
              None, help="HTTP cost per request (default: measured on --server, else 2)."),
          server: Optional[str] = typer.Option(None, help="Server URL to measure overhead on."),
-         server_backend: str = typer.Option("torch", help="torch or onnx."),
+         server_backend: str = typer.Option("onnx", help="onnx or torch, as the server runs."),
          out: Optional[Path] = typer.Option(None, help="Output folder (default RUN/plan).")):
     """Latency of teacher-on-device, local model, sending the input, and each split."""
     from edgedistill.split.measure import run_plan

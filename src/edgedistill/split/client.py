@@ -6,10 +6,16 @@ reports for itself, so it holds transmission, delay and both HTTP stacks),
 ``queue`` and ``tail`` (server side: waiting for a batch, decoder + tail) and
 ``total`` (wall time of the call). Byte counts are exact: the wire message, the
 whole request (request line + headers + body) and the whole response.
+
+``device_slowdown`` emulates a device k times slower than this host: device work is
+followed by a wait of (k - 1) times its measured duration (the planner's model of a
+``ComputeProfile`` with ``slowdown: k``), so measured runs can be compared with plans
+for slow devices on a fast host.
 """
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -46,7 +52,7 @@ class SplitClient:
     def __init__(self, run_dir: str | Path, server: str, token: str,
                  bottleneck: str | None = None, per_channel: bool | None = None,
                  compression: str | None = None, link: Link | None = None,
-                 threads: int = 1, timeout: float = 30.0):
+                 threads: int = 1, timeout: float = 30.0, device_slowdown: float = 1.0):
         from edgedistill.export.onnx import session
 
         meta = read_meta(run_dir)
@@ -60,7 +66,11 @@ class SplitClient:
         self.compression = wire["compression"] if compression is None else compression
         self.level = wire.get("level")
         self.link = link
-        self.http = httpx.Client(base_url=server.rstrip("/"), timeout=timeout,
+        if device_slowdown < 1:
+            raise UsageError(f"device_slowdown must be >= 1, got {device_slowdown}")
+        self.slowdown = device_slowdown
+        nodelay = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        self.http = httpx.Client(base_url=server.rstrip("/"), timeout=timeout, transport=nodelay,
                                  headers={"Authorization": f"Bearer {token}"})
 
     def close(self) -> None:
@@ -71,6 +81,14 @@ class SplitClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _device_ms(self, since: float) -> float:
+        """Time of device work since ``since``; with a slowdown k, wait (k - 1) times longer
+        so the call takes what it would on a device k times slower than this host."""
+        elapsed = _ms(since)
+        if self.slowdown > 1:
+            time.sleep(elapsed * (self.slowdown - 1) / 1e3)
+        return elapsed * self.slowdown
 
     def _post(self, path: str, body: bytes, content_type: str) -> tuple[dict, float, int, int]:
         headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
@@ -102,10 +120,10 @@ class SplitClient:
                              f", got {images.dtype} {images.shape}")
         start = time.perf_counter()
         z = run_session(self.head, normalize_uint8(images, self.mean, self.std))
-        head_ms = _ms(start)
+        head_ms = self._device_ms(start)
         tic = time.perf_counter()
         message = encode(quantize(z, self.per_channel), self.compression, self.level)
-        encode_ms = _ms(tic)
+        encode_ms = self._device_ms(tic)
         answer, rtt, sent, received = self._post("/v1/split", message, MEDIA_TYPE)
         return self._result(answer, start, rtt, sent, received, len(message),
                             {"head": head_ms, "encode": encode_ms})
@@ -114,7 +132,7 @@ class SplitClient:
         """The "send the input" alternative: one uint8 (C, H, W) image as PNG/JPEG."""
         start = time.perf_counter()
         data = encode_image(image, fmt)
-        encode_ms = _ms(start)
+        encode_ms = self._device_ms(start)
         kind = "image/png" if fmt == "png" else "image/jpeg"
         answer, rtt, sent, received = self._post("/v1/classify", data, kind)
         return self._result(answer, start, rtt, sent, received, len(data),

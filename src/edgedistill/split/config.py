@@ -64,7 +64,8 @@ class WireConfig(Strict):
     """How the bottleneck is sent: 8-bit affine codes, optional lossless compression."""
 
     per_channel: bool = False
-    compression: Literal["none", "zlib", "zstd"] = "zlib"
+    compression: Literal["auto", "none", "zlib", "zstd"] = Field(
+        "auto", description="auto: zlib only when it makes the message smaller")
     level: int | None = Field(None, ge=1, le=22, description="zlib 1-9, zstd 1-22")
 
 

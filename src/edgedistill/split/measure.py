@@ -27,13 +27,21 @@ from edgedistill.split.wire import MEDIA_TYPE, decode, encode
 
 RESPONSE_BYTES = 230  # status line, uvicorn's 4 headers and a one-prediction JSON body
 REPEATS = 30
+GAP_S = 0.01
 
 
-def median_ms(fn, *args, repeats: int = REPEATS, warmup: int = 3) -> float:
+def median_ms(fn, *args, repeats: int = REPEATS, warmup: int = 3, gap_s: float = GAP_S) -> float:
+    """Median wall time of ``fn(*args)``, each call after ``gap_s`` of idleness.
+
+    Requests arrive one at a time, so every call in a measured run follows a wait;
+    on this host a call after 5+ ms idle takes ~40% longer than in a back-to-back
+    loop (caches, clocks), and timing loops would flatter every option.
+    """
     for _ in range(warmup):
         fn(*args)
     times = []
     for _ in range(repeats):
+        time.sleep(gap_s)
         tic = time.perf_counter()
         fn(*args)
         times.append((time.perf_counter() - tic) * 1e3)
@@ -78,8 +86,8 @@ def from_wire(message: bytes) -> np.ndarray:
 
 
 def split_options(run_dir: Path, test_images: np.ndarray, device: ComputeProfile,
-                  server: ComputeProfile, server_backend: str = "torch",
-                  samples: int = 20) -> tuple[list[Option], dict[str, Any]]:
+                  server: ComputeProfile, server_backend: str = "onnx",
+                  samples: int = 10) -> tuple[list[Option], dict[str, Any]]:
     """Options (a) teacher on the device, (c) input sent per format, (d) each bottleneck."""
     meta = read_meta(run_dir)
     shape = tuple(meta["input_shape"])
@@ -87,23 +95,26 @@ def split_options(run_dir: Path, test_images: np.ndarray, device: ComputeProfile
     x = normalize_uint8(images, meta["mean"], meta["std"])
     measured: dict[str, Any] = {}
     options = []
+    norm = statistics.median(median_ms(normalize_uint8, im[None], meta["mean"], meta["std"],
+                                       repeats=3) for im in images)
+    measured["normalize_ms"] = norm
     first = load_split(run_dir / meta["bottlenecks"][0]["name"])
     teacher_flops = meta["bottlenecks"][0]["teacher_flops"]
     t_dev = model_ms(first.teacher, shape, "onnx", run_dir / "export" / "teacher.onnx")
     t_srv = model_ms(first.teacher, shape, server_backend, run_dir / "export" / "teacher.onnx")
     measured["teacher"] = {"onnx_ms": t_dev, f"{server_backend}_ms": t_srv}
     options.append(Option("teacher on device", meta["teacher_acc"],
-                          device.model_ms(t_dev, teacher_flops)))
+                          device.model_ms(t_dev, teacher_flops) + device.work_ms(norm)))
     for fmt in FORMATS:
         blobs = [encode_image(im, fmt) for im in images]
-        enc = statistics.median(median_ms(encode_image, im, fmt, repeats=5) for im in images)
-        dec = statistics.median(median_ms(decode_image, b, shape[0], repeats=5) for b in blobs)
+        enc = statistics.median(median_ms(encode_image, im, fmt, repeats=3) for im in images)
+        dec = statistics.median(median_ms(decode_image, b, shape[0], repeats=3) for b in blobs)
         measured[fmt] = {"encode_ms": enc, "decode_ms": dec}
         kind = "image/png" if fmt == "png" else "image/jpeg"
         info = meta["inputs"][fmt]
         options.append(Option(
             f"send {fmt}", info["acc"], device.work_ms(enc),
-            server.work_ms(dec) + server.model_ms(t_srv, teacher_flops),
+            server.work_ms(dec + norm) + server.model_ms(t_srv, teacher_flops),
             header_bytes("/v1/classify", kind) + info["bytes_mean"], RESPONSE_BYTES, True))
     for row in meta["bottlenecks"]:
         model = load_split(run_dir / row["name"])
@@ -113,22 +124,22 @@ def split_options(run_dir: Path, test_images: np.ndarray, device: ComputeProfile
         with torch.inference_mode():
             z = model.device_part(torch.from_numpy(x)).numpy()
         messages = [to_wire(z[i:i + 1], meta["wire"]) for i in range(len(z))]
-        enc = statistics.median(median_ms(to_wire, z[i:i + 1], meta["wire"], repeats=5)
+        enc = statistics.median(median_ms(to_wire, z[i:i + 1], meta["wire"], repeats=3)
                                 for i in range(len(z)))
-        dec = statistics.median(median_ms(from_wire, m, repeats=5) for m in messages)
+        dec = statistics.median(median_ms(from_wire, m, repeats=3) for m in messages)
         measured[row["name"]] = {"head_ms": head, "encode_ms": enc, "decode_ms": dec,
                                  "server_ms": tail}
         options.append(Option(
             f"split {row['name']}", row["acc_quantized"],
-            device.model_ms(head, row["head_flops"]) + device.work_ms(enc),
+            device.model_ms(head, row["head_flops"]) + device.work_ms(norm + enc),
             server.work_ms(dec) + server.model_ms(tail, row["decoder_flops"] + row["tail_flops"]),
             header_bytes("/v1/split", MEDIA_TYPE) + row["bytes_per_sample"], RESPONSE_BYTES,
             True))
     return options, measured
 
 
-def local_option(source: str, test_pipe, shape, device: ComputeProfile,
-                 run_dir: Path) -> tuple[Option, dict]:
+def local_option(source: str, test_pipe, shape, device: ComputeProfile, run_dir: Path,
+                 normalize_ms: float) -> tuple[Option, dict]:
     """Option (b): a small model (zoo:NAME, run dir, weights) entirely on the device."""
     from edgedistill import api
     from edgedistill.models import count_flops, student_name
@@ -138,7 +149,8 @@ def local_option(source: str, test_pipe, shape, device: ComputeProfile,
     acc = evaluate(model, test_pipe, torch.device("cpu"))["acc"]
     name = student_name(model.spec)
     ms = model_ms(model, shape, "onnx", run_dir / "export" / f"local-{name}.onnx")
-    return (Option(f"local {name}", acc, device.model_ms(ms, count_flops(model, shape))),
+    device_ms = device.model_ms(ms, count_flops(model, shape)) + device.work_ms(normalize_ms)
+    return (Option(f"local {name}", acc, device_ms),
             {"onnx_ms": ms, "acc": acc, "source": source})
 
 
@@ -148,13 +160,22 @@ def health_rtt_ms(server_url: str, repeats: int = 30) -> float:
         def ping():
             http.get("/health").raise_for_status()
 
-        return median_ms(ping, repeats=repeats)
+        return median_ms(ping, repeats=repeats, gap_s=0)
+
+
+def calibrate_rpc_ms(client, image: np.ndarray, repeats: int = REPEATS) -> float:
+    """HTTP cost of a real split request: median round trip minus the server's own time,
+    on an unshaped connection (client built without a ``Link``)."""
+    for _ in range(3):
+        client.infer(image[None])
+    return statistics.median(client.infer(image[None])["timing_ms"]["network"]
+                             for _ in range(repeats))
 
 
 def run_plan(run_dir: str | Path, device: ComputeProfile, server: ComputeProfile,
              bandwidths: list[float], local_models: list[str] = (), rtt_ms: float = 0.0,
              rpc_overhead_ms: float | None = None, server_url: str | None = None,
-             server_backend: str = "torch", out: str | Path | None = None) -> dict[str, Any]:
+             server_backend: str = "onnx", out: str | Path | None = None) -> dict[str, Any]:
     """Measure, plan, and write ``plan.json``, ``plan.md`` and the plot under ``out``."""
     import json
 
@@ -176,7 +197,7 @@ def run_plan(run_dir: str | Path, device: ComputeProfile, server: ComputeProfile
                                            torch.device("cpu"))
         for source in local_models:
             option, info = local_option(source, test_pipe, tuple(meta["input_shape"]), device,
-                                        run_dir)
+                                        run_dir, measured["normalize_ms"])
             options.insert(1, option)
             measured[option.name] = info
     if rpc_overhead_ms is None:

@@ -60,16 +60,16 @@ def table_markdown(meta: dict, rows: list[dict], inputs: dict, chosen: str) -> s
     head = [{
         "option": f"{r['name']}{' (chosen)' if r['name'] == chosen else ''}",
         "bottleneck": "x".join(map(str, r["bottleneck_shape"])),
-        "acc float": r["acc_float"], "acc wire (8-bit)": r["acc_quantized"],
-        "vs teacher (pt)": round(100 * (r["acc_quantized"] - teacher_acc), 2),
-        "bytes/sample": round(r["bytes_per_sample"], 1),
-        "JPEG-95 / split": round(jpeg95 / r["bytes_per_sample"], 1),
-        "head params": r["head_params"], "head MFLOPs": round(r["head_flops"] / 1e6, 2),
-        "server MFLOPs": round((r["decoder_flops"] + r["tail_flops"]) / 1e6, 2),
-        "teacher-head MFLOPs": round(r["teacher_head_flops"] / 1e6, 2),
+        "acc float": f"{r['acc_float']:.4f}", "acc wire (8-bit)": f"{r['acc_quantized']:.4f}",
+        "vs teacher (pt)": f"{100 * (r['acc_quantized'] - teacher_acc):+.2f}",
+        "bytes/sample": f"{r['bytes_per_sample']:.1f}",
+        "JPEG-95 / split": f"{jpeg95 / r['bytes_per_sample']:.1f}x",
+        "head params": r["head_params"], "head MFLOPs": f"{r['head_flops'] / 1e6:.2f}",
+        "server MFLOPs": f"{(r['decoder_flops'] + r['tail_flops']) / 1e6:.2f}",
+        "teacher-head MFLOPs": f"{r['teacher_head_flops'] / 1e6:.2f}",
     } for r in rows]
-    sent = [{"input sent as": fmt, "bytes/image": round(v["bytes_mean"], 1),
-             "teacher acc": v["acc"]} for fmt, v in inputs.items()]
+    sent = [{"input sent as": fmt, "bytes/image": f"{v['bytes_mean']:.1f}",
+             "teacher acc": f"{v['acc']:.4f}"} for fmt, v in inputs.items()]
     return (f"# split at `{meta['split_at']}` of {meta['teacher_spec']['name']} "
             f"({meta['dataset']}, {meta['test_images']} test images, input "
             f"{'x'.join(map(str, meta['input_shape']))})\n\n"

@@ -30,6 +30,7 @@ from edgedistill.split.wire import MEDIA_TYPE, VERSION, WireError, decode
 log = logging.getLogger("edgedistill.split.server")
 TENSOR_TYPES = (MEDIA_TYPE, "application/octet-stream")
 IMAGE_TYPES = ("image/png", "image/jpeg")
+PATHS = {"/health", "/metrics", "/v1/info", "/v1/split", "/v1/classify"}  # metric labels
 
 
 class ApiError(Exception):
@@ -72,7 +73,8 @@ def create_app(service: SplitService, token: str, max_payload: int = 1 << 20,
         except Exception:
             log.exception("unhandled error on %s", request.url.path)
             response = JSONResponse({"error": "internal server error"}, 500)
-        metrics.request(request.url.path, response.status_code, time.perf_counter() - tic)
+        path = request.url.path if request.url.path in PATHS else "other"
+        metrics.request(path, response.status_code, time.perf_counter() - tic)
         return response
 
     def authorize(request: Request) -> None:
@@ -179,7 +181,7 @@ def create_app(service: SplitService, token: str, max_payload: int = 1 << 20,
 
 
 def serve(run_dir: str, host: str, port: int, token_file: str, bottleneck: str | None = None,
-          backend: str = "torch", threads: int | None = 1, max_payload: int = 1 << 20,
+          backend: str = "onnx", threads: int | None = 1, max_payload: int = 1 << 20,
           max_batch: int = 32, max_wait_ms: float = 0.0, log_level: str = "warning") -> None:
     """Load the run's bottleneck and serve it with uvicorn until interrupted."""
     import uvicorn

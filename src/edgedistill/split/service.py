@@ -60,7 +60,7 @@ class SplitService:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, bottleneck: str | None = None,
-                 backend: str = "torch", threads: int | None = 1) -> SplitService:
+                 backend: str = "onnx", threads: int | None = 1) -> SplitService:
         if backend not in BACKENDS:
             raise UsageError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
         if threads:

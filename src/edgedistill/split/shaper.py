@@ -2,8 +2,8 @@
 
 On loopback every request is instant, so latency-vs-bandwidth claims need a slower
 link. ``Link`` emulates a symmetric link of ``mbit`` Mbit/s with ``delay_ms`` one
-way: the request (headers, then the body in MTU-sized chunks) is released no faster
-than the bucket allows, and the response is held for its own transmission time.
+way: the request body is released only once headers and body would have crossed
+the link, and the response is held for its own transmission time.
 With the default burst of 0 the bucket is a pure serializer, so n bytes take
 exactly ``8 n / rate`` seconds: the model the planner uses. A larger burst behaves
 like a real token bucket filter. For kernel-level shaping see
@@ -17,14 +17,13 @@ from collections.abc import Callable, Iterator
 
 from edgedistill.errors import UsageError
 
-CHUNK = 1460
-
 
 class TokenBucket:
     """Tokens are bytes, refilled at ``rate`` per second up to ``burst``.
 
-    ``consume(n)`` may drive the balance negative and then sleeps until it is
-    back to zero: a request larger than the burst is paced, never refused.
+    ``reserve(n)`` takes ``n`` bytes' worth of tokens, letting the balance go negative,
+    and returns how long to wait until it is back to zero: a message larger than the
+    burst is paced, never refused. ``consume(n)`` also does the waiting.
     """
 
     def __init__(self, rate_bytes_per_s: float, burst_bytes: float = 0.0,
@@ -37,20 +36,27 @@ class TokenBucket:
         self.tokens = burst_bytes
         self.stamp = clock()
 
-    def consume(self, n: int) -> float:
-        """Take ``n`` bytes' worth of tokens; returns the seconds slept."""
+    def reserve(self, n: int) -> float:
         now = self.clock()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate) - n
         self.stamp = now
-        if self.tokens >= 0:
-            return 0.0
-        wait = -self.tokens / self.rate
-        self.sleep(wait)
+        return max(0.0, -self.tokens / self.rate)
+
+    def consume(self, n: int) -> float:
+        """Take ``n`` bytes' worth of tokens and wait as needed; returns the seconds waited."""
+        wait = self.reserve(n)
+        if wait:
+            self.sleep(wait)
         return wait
 
 
 class Link:
-    """A symmetric emulated link: ``mbit`` Mbit/s each way and ``delay_ms`` each way."""
+    """A symmetric emulated link: ``mbit`` Mbit/s each way and ``delay_ms`` each way.
+
+    Each direction waits once per message (delay plus transmission time), because
+    every ``sleep`` on a busy host oversleeps a little and many small waits would add
+    up to a slower link than the one asked for.
+    """
 
     def __init__(self, mbit: float, delay_ms: float = 0.0, burst_bytes: float = 0.0,
                  sleep: Callable[[float], None] = time.sleep):
@@ -62,15 +68,10 @@ class Link:
         self.down = TokenBucket(mbit * 1e6 / 8, burst_bytes, sleep=sleep)
 
     def upload(self, header_bytes: int, body: bytes) -> Iterator[bytes]:
-        """The body as chunks, released at the link's pace after the headers' share."""
-        self.sleep(self.delay)
-        self.up.consume(header_bytes)
-        for start in range(0, len(body), CHUNK):
-            chunk = body[start:start + CHUNK]
-            self.up.consume(len(chunk))
-            yield chunk
+        """The body, released once headers and body would have crossed the link."""
+        self.sleep(self.delay + self.up.reserve(header_bytes + len(body)))
+        yield body
 
     def download(self, n: int) -> None:
         """Hold a received response of ``n`` bytes for its transmission time and delay."""
-        self.down.consume(n)
-        self.sleep(self.delay)
+        self.sleep(self.down.reserve(n) + self.delay)

@@ -59,6 +59,11 @@ class HNDTask(nn.Module):
             losses[f"ghnd/{path}"] = self.tail_weight * F.mse_loss(got, want)
         return logits, losses
 
+    def close(self) -> None:
+        """Remove the hooks from the teacher, which the next bottleneck's task reuses."""
+        if self.hooks is not None:
+            self.hooks.remove()
+
 
 class KDTask(nn.Module):
     """Fine-tuning stage: KD (and optionally CE) on the logits through the frozen tail."""
@@ -179,6 +184,7 @@ def train_heads(cfg: SplitExperiment, run_dir: Path, teacher: nn.Module, pipes, 
         for stage_name, stage, stage_cfg, task in stages:
             torch.manual_seed(cfg.seed)
             summary = _fit(task, stage_cfg, pipes, run_dir / stage_name, callbacks, device, resume)
+            getattr(task, "close", lambda: None)()
             export_onnx(model.device_part, (1, *input_shape), run_dir / stage_name / "head.onnx")
             model.to(device)
             yield stage_name, channels, stage, summary, model
@@ -187,11 +193,13 @@ def train_heads(cfg: SplitExperiment, run_dir: Path, teacher: nn.Module, pipes, 
 def run_split_train(cfg: SplitExperiment, out: str | Path, resume: bool = False,
                     progress: bool = True) -> dict[str, Any]:
     """Train every bottleneck of ``cfg``, measure each, write the table and ``split.json``."""
+    from edgedistill.config import dump_config
     from edgedistill.split import report
     from edgedistill.split.splitter import resolve_split_point
     from edgedistill.train.device import resolve_device
 
     run_dir = api.prepare_run_dir(out, resume)
+    (run_dir / "config.yaml").write_text(dump_config(cfg))
     api.configure_torch(cfg)
     device = resolve_device(cfg.train.device)
     train_data, test_data = load_split_data(cfg)

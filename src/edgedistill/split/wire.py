@@ -96,10 +96,14 @@ def _compress(raw: bytes, compression: str, level: int | None) -> bytes:
 
 def encode(tensor: QTensor | np.ndarray, compression: str = "none",
            level: int | None = None) -> bytes:
-    """One message for a quantized tensor, or a float16/float32 array sent as is."""
-    if compression not in COMPRESSIONS:
+    """One message for a quantized tensor, or a float16/float32 array sent as is.
+
+    ``compression="auto"`` uses zlib only when it makes the payload smaller (tiny
+    bottlenecks often do not compress); the flags record what was used.
+    """
+    if compression not in (*COMPRESSIONS, "auto"):
         raise WireError(f"unknown compression {compression!r}; choose one of: "
-                        f"{', '.join(COMPRESSIONS)}")
+                        f"{', '.join(COMPRESSIONS)}, auto")
     q = tensor if isinstance(tensor, QTensor) else None
     data = np.ascontiguousarray(q.data if q else tensor)
     if data.dtype not in CODES:
@@ -109,12 +113,17 @@ def encode(tensor: QTensor | np.ndarray, compression: str = "none",
         raise WireError("per-channel quantization must be along axis 1 of a 2-d or larger tensor")
     if not 1 <= data.ndim <= MAX_NDIM:
         raise WireError(f"tensors must have 1 to {MAX_NDIM} dimensions, got {data.ndim}")
+    raw = data.astype(data.dtype.newbyteorder("<")).tobytes()
+    if compression == "auto":
+        packed = _compress(raw, "zlib", level)
+        compression, payload = ("zlib", packed) if len(packed) < len(raw) else ("none", raw)
+    else:
+        payload = _compress(raw, compression, level)
     flags = (1 if q and q.per_channel else 0) | (COMPRESSIONS[compression] << 1)
     parts = [_PREFIX.pack(MAGIC, VERSION, CODES[data.dtype], flags, data.ndim),
              struct.pack(f"<{data.ndim}I", *data.shape)]
     if q:
         parts += [q.scale.astype("<f4").tobytes(), q.zero_point.astype(np.uint8).tobytes()]
-    payload = _compress(data.astype(data.dtype.newbyteorder("<")).tobytes(), compression, level)
     parts += [struct.pack("<I", len(payload)), payload]
     return b"".join(parts)
 

@@ -1,0 +1,195 @@
+"""Split computing benchmark: the HND bottleneck table, the plan, and the plan checked
+against measured runs of a real server over a shaped link.
+
+1. ``split train`` the config (skipped when OUT already holds a finished run);
+2. start ``split serve`` on 127.0.0.1 in its own process (ONNX Runtime tail); the
+   HTTP cost per request is calibrated on unshaped split requests (round trip minus
+   the server's own time);
+3. plan with a device ``--device-slowdown`` times slower than this host;
+4. at each ``--validate`` bandwidth, send ``--requests`` test images per option with
+   the client-side shaper (``Link``) and the same device emulation, and print planned
+   against measured median latency, and the fastest option measured.
+
+    .venv/bin/python benchmarks/split_bench.py --teacher runs/teacher_resnet20 \\
+        --set data.limit_train=10000 --out runs/split_bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+
+from edgedistill.config import load_config
+from edgedistill.report.markdown import markdown_table
+from edgedistill.split.client import SplitClient
+from edgedistill.split.config import SplitExperiment
+from edgedistill.split.images import normalize_uint8
+from edgedistill.split.measure import calibrate_rpc_ms, health_rtt_ms, run_plan
+from edgedistill.split.model import read_meta
+from edgedistill.split.planner import ComputeProfile
+from edgedistill.split.shaper import Link
+from edgedistill.split.train import load_split_data, run_split_train
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="configs/split/fashion_mnist_resnet20.yaml")
+    p.add_argument("--teacher", help="teacher source (default: the config's)")
+    p.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
+    p.add_argument("--out", default="runs/split_bench")
+    p.add_argument("--device-slowdown", type=float, default=10.0)
+    p.add_argument("--delay-ms", type=float, default=5.0, help="one-way link delay")
+    p.add_argument("--sweep", default="0.1,0.2,0.5,1,2,5,10,20,50,100")
+    p.add_argument("--validate", default="0.2,1,10", help="Mbit/s of the measured runs")
+    p.add_argument("--requests", type=int, default=30)
+    p.add_argument("--local-model", action="append", default=[])
+    p.add_argument("--bottlenecks", default="chosen", help="'chosen', 'all' or names")
+    return p.parse_args()
+
+
+def start_server(run: Path, token_file: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "edgedistill.split.cli", "serve", str(run),
+                             "--port", str(port), "--token-file", str(token_file)],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+class LocalTeacher:
+    """Measured 'teacher on device': ONNX Runtime at batch 1, with the device slowdown."""
+
+    def __init__(self, run: Path, slowdown: float):
+        from edgedistill.export.onnx import session
+
+        self.meta = read_meta(run)
+        self.sess = session(run / "export" / "teacher.onnx", threads=1)
+        self.slowdown = slowdown
+
+    def __call__(self, image: np.ndarray) -> float:
+        from edgedistill.export.onnx import run_session
+
+        tic = time.perf_counter()
+        run_session(self.sess, normalize_uint8(image[None], self.meta["mean"], self.meta["std"]))
+        time.sleep((time.perf_counter() - tic) * (self.slowdown - 1))
+        return (time.perf_counter() - tic) * 1e3
+
+
+def measure(run: Path, url: str, token: str, images: np.ndarray, mbits: list[float],
+            delay_ms: float, slowdown: float, bottlenecks: list[str]) -> dict:
+    """Median end-to-end latency per (bandwidth, option). Requests go round robin over
+    all of them, so a burst of load on this shared host hits every option alike."""
+    calls = {}
+    clients = []
+    for mbit in mbits:
+        calls[(mbit, "teacher on device")] = LocalTeacher(run, slowdown)
+        for name in bottlenecks:
+            client = SplitClient(run, url, token, name, link=Link(mbit, delay_ms),
+                                 device_slowdown=slowdown)
+            clients.append(client)
+            calls[(mbit, f"split {name}")] = (
+                lambda im, c=client: c.infer(im[None])["timing_ms"]["total"])
+        client = SplitClient(run, url, token, link=Link(mbit, delay_ms), device_slowdown=slowdown)
+        clients.append(client)
+        for fmt in ("png", "jpeg95", "jpeg75"):
+            calls[(mbit, f"send {fmt}")] = (
+                lambda im, c=client, f=fmt: c.classify(im, f)["timing_ms"]["total"])
+    times: dict = {key: [] for key in calls}
+    try:
+        for i, image in enumerate(images):
+            for key, call in calls.items():
+                ms = call(image)
+                if i:  # the first round warms connections and sessions up
+                    times[key].append(ms)
+    finally:
+        for client in clients:
+            client.close()
+    return {key: statistics.median(v) for key, v in times.items()}
+
+
+def main() -> None:
+    args = parse()
+    torch.set_num_threads(1)
+    overrides = list(args.set) + ([f"teacher.source={args.teacher}"] if args.teacher else [])
+    cfg = load_config(args.config, SplitExperiment, overrides)
+    run = Path(args.out)
+    tic = time.perf_counter()
+    if not (run / "split.json").exists():
+        run_split_train(cfg, run, resume=run.exists())
+    train_seconds = time.perf_counter() - tic
+    meta = read_meta(run)
+    print((run / "table.md").read_text())
+    names = {"chosen": [meta["chosen"]], "all": [b["name"] for b in meta["bottlenecks"]]}.get(
+        args.bottlenecks, args.bottlenecks.split(","))
+    token_file = run / "bench.token"
+    token_file.write_text(os.urandom(24).hex())
+    token_file.chmod(0o600)
+    proc, url = start_server(run, token_file)
+    try:
+        with SplitClient(run, url, token_file.read_text()) as client:
+            rpc = calibrate_rpc_ms(client, load_split_data(cfg)[1].images.numpy()[0])
+        health = health_rtt_ms(url)
+        device = ComputeProfile(name=f"host/{args.device_slowdown:g}",
+                                slowdown=args.device_slowdown)
+        sweep = sorted({*map(float, args.sweep.split(",")), *map(float,
+                                                                  args.validate.split(","))})
+        result = run_plan(run, device, ComputeProfile(), sweep, args.local_model,
+                          rtt_ms=2 * args.delay_ms, rpc_overhead_ms=rpc)
+        print(Path(result["markdown"]).read_text())
+        _, test = load_split_data(cfg)
+        images = test.images.numpy()[:args.requests]
+        planned = {r["mbit"]: r["latency_ms"] for r in result["rows"]}
+        mbits = [float(b) for b in args.validate.split(",")]
+        load = os.getloadavg()[0]
+        got = measure(run, url, token_file.read_text(), images, mbits, args.delay_ms,
+                      args.device_slowdown, names)
+        rows = []
+        for mbit in mbits:
+            mine = {option: ms for (b, option), ms in got.items() if b == mbit}
+            fastest = min(mine, key=mine.get)
+            for option, ms in mine.items():
+                plan_ms = planned[mbit][option]
+                rows.append({"Mbit/s": f"{mbit:g}", "option": option,
+                             "planned ms": f"{plan_ms:.2f}", "measured ms": f"{ms:.2f}",
+                             "error %": f"{100 * (plan_ms - ms) / ms:+.1f}",
+                             "fastest measured": "yes" if option == fastest else ""})
+        load = max(load, os.getloadavg()[0])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    print(f"# planned vs measured (device {args.device_slowdown:g}x slower than this host, "
+          f"delay {args.delay_ms} ms each way, HTTP overhead {rpc:.2f} ms calibrated on "
+          f"unshaped split requests (GET /health: {health:.2f} ms), "
+          f"{args.requests} requests per point, load average up to {load:.1f} on "
+          f"{os.cpu_count()} cores)\n")
+    print(markdown_table(rows))
+    report = {"date": date.today().isoformat(), "argv": sys.argv, "train_seconds": train_seconds,
+              "rpc_overhead_ms": rpc, "health_rtt_ms": health, "load_average": load,
+              "validation": rows,
+              "plan": result["rows"]}
+    (run / "bench.json").write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

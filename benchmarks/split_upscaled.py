@@ -1,0 +1,66 @@
+"""Upscaled split benchmark: Fashion-MNIST as 96x96 RGB, torchvision ResNet-18 teacher.
+
+``edgedistill train`` cannot resize a dataset, so this script trains the teacher on
+the split config's resized images itself (the generic Trainer, plain cross-entropy),
+then runs ``benchmarks/split_bench.py`` on the config with that teacher. Extra
+arguments go to split_bench.py.
+
+    .venv/bin/python benchmarks/split_upscaled.py --teacher-epochs 3 -- --requests 31
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from edgedistill import api
+from edgedistill.config import ModelConfig, OptimizerConfig, TrainExperiment, load_config
+from edgedistill.models import create_model
+from edgedistill.split.config import SplitExperiment
+from edgedistill.split.train import load_split_data
+from edgedistill.train.callbacks import PrintProgress
+from edgedistill.train.tasks import Supervised
+from edgedistill.train.trainer import Trainer
+
+
+def train_teacher(cfg: SplitExperiment, out: Path, epochs: int, model: str) -> Path:
+    """A teacher trained on the config's (resized) data, resumable; returns its run dir."""
+    if (out / "summary.json").exists():
+        return out
+    torch.set_num_threads(1)
+    train_data, test_data = load_split_data(cfg)
+    teacher_cfg = TrainExperiment(
+        name=f"teacher_{model}_{cfg.input.size}", seed=cfg.seed, data=cfg.data,
+        model=ModelConfig(name=model),
+        train=cfg.train.model_copy(update={
+            "epochs": epochs, "optimizer": OptimizerConfig(name="sgd", lr=0.05)}))
+    net = create_model(model, num_classes=train_data.num_classes,
+                       in_channels=train_data.images.shape[1])
+    pipes = api.build_pipelines(cfg.data, train_data, test_data, cfg.seed, torch.device("cpu"))
+    Trainer(Supervised(net), *pipes, teacher_cfg, out, [PrintProgress()]).fit(
+        resume=(out / "checkpoints" / "last.pt").exists())
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="configs/split/fashion_mnist96_resnet18.yaml")
+    p.add_argument("--out", default="runs/split_upscaled")
+    p.add_argument("--teacher-model", default="resnet18")
+    p.add_argument("--teacher-epochs", type=int, default=3)
+    args, rest = p.parse_known_args()
+    rest = [a for a in rest if a != "--"]
+    cfg = load_config(args.config, SplitExperiment)
+    teacher = train_teacher(cfg, Path(args.out) / "teacher", args.teacher_epochs,
+                            args.teacher_model)
+    bench = Path(__file__).with_name("split_bench.py")
+    subprocess.run([sys.executable, str(bench), "--config", args.config, "--teacher",
+                    str(teacher), "--out", str(Path(args.out) / "split"), *rest], check=True)
+
+
+if __name__ == "__main__":
+    main()
