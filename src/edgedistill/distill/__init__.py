@@ -2,8 +2,13 @@
 
 from edgedistill.distill.cache import CacheSource
 from edgedistill.distill.distiller import Distiller
-from edgedistill.distill.sources import (SOURCES, OnlineSource, TeacherOutputs, TeacherRunner,
-                                         TeacherSource)
+from edgedistill.distill.sources import (
+                                         SOURCES,
+                                         OnlineSource,
+                                         TeacherOutputs,
+                                         TeacherRunner,
+                                         TeacherSource,
+)
 
 __all__ = ["SOURCES", "CacheSource", "Distiller", "OnlineSource", "TeacherOutputs",
            "TeacherRunner", "TeacherSource"]

@@ -1,8 +1,12 @@
 """Training: the generic Trainer, checkpoints, schedules, callbacks, early halting."""
 
 from edgedistill.train.callbacks import Callback, PrintProgress
-from edgedistill.train.checkpoint import (load_checkpoint, load_weights, save_checkpoint,
-                                          save_weights)
+from edgedistill.train.checkpoint import (
+                                          load_checkpoint,
+                                          load_weights,
+                                          save_checkpoint,
+                                          save_weights,
+)
 from edgedistill.train.device import autocast, resolve_device
 from edgedistill.train.halting import HaltingCallback, check_rule, should_halt
 from edgedistill.train.schedule import lr_at
