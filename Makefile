@@ -42,7 +42,7 @@ bench: setup bench-venv
 bench-venv: .venv-torchdistill/bin/python
 .venv-torchdistill/bin/python:
 	$(PYTHON) -m venv .venv-torchdistill
-	.venv-torchdistill/bin/pip install -q torch==2.14.1 torchvision==0.29.1 torchdistill==1.1.5
+	.venv-torchdistill/bin/pip install -q torch==2.14.1 torchvision==0.29.1 torchdistill==1.1.5 safetensors
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
