@@ -27,6 +27,10 @@ from edgedistill.design.cli import design_app  # noqa: E402  (loads its exports 
 
 app.add_typer(design_app)
 
+from edgedistill.split.cli import split_app  # noqa: E402
+
+app.add_typer(split_app, name="split", help="Head network distillation and split computing.")
+
 SET_HELP = "Override a config key, e.g. --set train.epochs=5 (repeatable)."
 
 

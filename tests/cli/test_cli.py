@@ -65,3 +65,14 @@ def test_eval_of_corrupt_weights_is_a_usage_error(tmp_path):
     bad = tmp_path / "model.safetensors"
     bad.write_bytes(b"\x00" * 64)
     assert_usage_error(run_cli("eval", str(bad), "--dataset", "fashion_mnist"), "corrupt")
+
+
+def test_every_part_is_reachable_from_the_main_command():
+    top = run_cli("--help")
+    assert top.returncode == 0
+    for command in ("train", "distill", "study", "design", "profile-device", "split", "export"):
+        assert command in top.stdout
+    split = run_cli("split", "--help")
+    assert split.returncode == 0
+    for command in ("train", "serve", "infer", "plan"):
+        assert command in split.stdout
