@@ -30,7 +30,10 @@ def test_map_only_terms_reject_embeddings_and_suggest_an_adaptor(name):
 
 
 def test_at_accepts_different_channels_and_sizes():
-    term("at").build([torch.Size([8, 16, 8, 8])], [torch.Size([8, 64, 4, 4])])
+    at = term("at")
+    at.build([torch.Size([8, 16, 8, 8])], [torch.Size([8, 64, 4, 4])])
+    loss = at(make_inputs([torch.randn(8, 16, 8, 8)], [torch.randn(8, 64, 4, 4)]))
+    assert loss.dim() == 0 and torch.isfinite(loss) and loss.item() > 0
 
 
 def test_batch_mismatch_at_run_time_is_a_usage_error():
