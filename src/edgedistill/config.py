@@ -66,6 +66,8 @@ class TrainConfig(Strict):
     device: str = "auto"
     threads: int | None = Field(None, gt=0)
     amp: bool = True
+    memory_format: Literal["auto", "channels_last", "contiguous"] = Field(
+        "auto", description="layout of 4-D weights; auto = channels_last (faster on CPU and GPU)")
     deterministic: bool = False
     checkpoint_every_steps: int | None = Field(None, gt=0)
     progress: bool = True
@@ -91,6 +93,9 @@ class RunBase(Strict):
     train: TrainConfig = TrainConfig()
     halting: list[HaltingRule] = []
     halting_mode: Literal["any", "all"] = "any"
+    halting_anneal_epochs: int = Field(
+        0, ge=0, description="on a halt, decay the learning rate to the schedule's floor over "
+        "this many more epochs before stopping (0: stop at once)")
 
 
 class TrainExperiment(RunBase):

@@ -84,6 +84,7 @@ def run_halting_report(cfg: RunBase, out: str | Path, resume: bool = False,
     flops = forward_flops(cfg, summaries["full"])
     rows = [run_row(k, s, flops, cfg) for k, s in summaries.items()]
     full, halted = rows
+    halt = summaries["halted"].get("halted") or {}
     epoch = summaries["halted"]["epochs_run"] - 1
     records = [json.loads(x) for x in (out / "full" / "metrics.jsonl").read_text().splitlines()]
     result = {
@@ -94,6 +95,8 @@ def run_halting_report(cfg: RunBase, out: str | Path, resume: bool = False,
         "saved_flops": 1 - halted["train_TFLOPs"] / full["train_TFLOPs"],
         "accuracy_delta_points": 100 * (halted["final_test_acc"] - full["final_test_acc"]),
         "full_run_acc_at_halt_epoch": records[epoch]["test_acc"],
+        "halt_epoch": halt.get("epoch"),
+        "annealed_epochs": halt.get("annealed_epochs", 0),
     }
     (out / "halting.json").write_text(json.dumps(result, indent=2))
     (out / "HALTING.md").write_text(halting_markdown(cfg, result))
@@ -108,6 +111,20 @@ def halting_markdown(cfg: RunBase, result: dict) -> str:
     rules = ", ".join(f"{r['kind']}({', '.join(f'{p}={r[p]}' for p in RULE_PARAMS[r['kind']])})"
                       for r in result["rules"])
     same = result["runs"][1]["final_test_acc"] == result["full_run_acc_at_halt_epoch"]
+    annealed = result.get("annealed_epochs") or 0
+    if annealed:
+        comparison = (
+            f"The rule fired after epoch {result['halt_epoch'] + 1}; the learning rate was then "
+            f"annealed to the schedule's floor over {annealed} more epoch(s) "
+            f"(`halting_anneal_epochs`), and training stopped. The full run's test accuracy "
+            f"at that last epoch was {result['full_run_acc_at_halt_epoch']:.4f}, with its "
+            "learning rate still mid-schedule.")
+    else:
+        comparison = (
+            f"The full run's test accuracy at the halting epoch was "
+            f"{result['full_run_acc_at_halt_epoch']:.4f} "
+            f"({'identical to' if same else 'differs from'} the halted run's final accuracy"
+            f"{'' if same else ': training is not bit-reproducible on this device'}).")
     return "\n".join([
         f"# Halting report: {cfg.name}", "",
         f"Same config and seed {cfg.seed}, {cfg.train.epochs}-epoch schedule; halting rules "
@@ -117,9 +134,6 @@ def halting_markdown(cfg: RunBase, result: dict) -> str:
         f"{100 * result['saved_epochs']:.1f}% of epochs and {100 * result['saved_wall']:.1f}% "
         f"of wall time, for **{result['accuracy_delta_points']:+.2f} points** of final test "
         "accuracy.", "",
-        f"The full run's test accuracy at the halting epoch was "
-        f"{result['full_run_acc_at_halt_epoch']:.4f} "
-        f"({'identical to' if same else 'differs from'} the halted run's final accuracy"
-        f"{'' if same else ': training is not bit-reproducible on this device'}).", "",
+        comparison, "",
         "FLOPs: 3 x student forward FLOPs x images seen, plus teacher forward FLOPs per "
         "teacher output used; evaluation passes not counted.", ""])

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from edgedistill.registry import Registry
-from edgedistill.train.device import autocast
+from edgedistill.train.device import autocast, to_layout
 
 SOURCES = Registry("teacher source")
 
@@ -65,10 +65,10 @@ class TeacherRunner:
     """A frozen teacher with forward hooks on the requested layers."""
 
     def __init__(self, teacher: nn.Module, layers: list[str], device: torch.device,
-                 amp: bool = True):
+                 amp: bool = True, layout: str = "auto"):
         from edgedistill.models import FeatureExtractor
 
-        self.model = freeze(teacher).to(device)
+        self.model = to_layout(freeze(teacher), device, layout)
         self.device = device
         self.amp = amp
         self.extractor = FeatureExtractor(self.model, layers) if layers else None

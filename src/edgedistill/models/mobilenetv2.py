@@ -9,9 +9,10 @@ like the paper, widths below 1 keep the last 1x1 convolution at 1280 channels.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
-from torchvision.models import MobileNetV2
 
 from edgedistill.models.zoo import Family, check_width, register_model, resolved_options
 
@@ -23,23 +24,31 @@ _SETTING = [
 ]
 
 
-class SmallInputMobileNetV2(MobileNetV2):
-    """torchvision MobileNetV2 with a stride-1 stem and a pooling module hooks can reach."""
+@functools.cache
+def small_input_class() -> type[nn.Module]:
+    """The class, built on first use so that importing the zoo does not import
+    torchvision (seconds of start-up for every process, Ray replicas included)."""
+    from torchvision.models import MobileNetV2
 
-    def __init__(self, num_classes: int, in_channels: int, width_mult: float):
-        super().__init__(num_classes=num_classes, width_mult=width_mult,
-                         inverted_residual_setting=_SETTING)
-        stem = self.features[0][0]
-        self.features[0][0] = nn.Conv2d(in_channels, stem.out_channels, 3, 1, 1, bias=False)
-        nn.init.kaiming_normal_(self.features[0][0].weight, mode="fan_out")
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        # last block of each resolution (32, 16, 8 px at a 32 px input), then the 1x1 head
-        self.stage_names = ["features.3", "features.6", "features.13", "features.18"]
-        self.embedding_name = "avgpool"
-        self.input_size = 32
+    class SmallInputMobileNetV2(MobileNetV2):
+        """torchvision MobileNetV2 with a stride-1 stem and a pooling module hooks can reach."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+        def __init__(self, num_classes: int, in_channels: int, width_mult: float):
+            super().__init__(num_classes=num_classes, width_mult=width_mult,
+                             inverted_residual_setting=_SETTING)
+            stem = self.features[0][0]
+            self.features[0][0] = nn.Conv2d(in_channels, stem.out_channels, 3, 1, 1, bias=False)
+            nn.init.kaiming_normal_(self.features[0][0].weight, mode="fan_out")
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            # last block of each resolution (32, 16, 8 px at a 32 px input), then the 1x1 head
+            self.stage_names = ["features.3", "features.6", "features.13", "features.18"]
+            self.embedding_name = "avgpool"
+            self.input_size = 32
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+    return SmallInputMobileNetV2
 
 
 class MobileNetV2Family(Family):
@@ -61,11 +70,11 @@ FAMILY = MobileNetV2Family()
 @register_model("mobilenetv2", FAMILY)
 def mobilenetv2(num_classes: int = 10, in_channels: int = 1, width_mult: float = 1.0) -> nn.Module:
     """MobileNetV2 (Sandler et al. 2018) for 28/32 px inputs, overall stride 8."""
-    return SmallInputMobileNetV2(num_classes, in_channels, check_width(width_mult, "width_mult"))
+    return small_input_class()(num_classes, in_channels, check_width(width_mult, "width_mult"))
 
 
 @register_model("mobilenetv2_tiny", FAMILY)
 def mobilenetv2_tiny(num_classes: int = 10, in_channels: int = 1,
                      width_mult: float = TINY_WIDTH) -> nn.Module:
     """MobileNetV2 at width 0.35 for 28/32 px inputs."""
-    return SmallInputMobileNetV2(num_classes, in_channels, check_width(width_mult, "width_mult"))
+    return small_input_class()(num_classes, in_channels, check_width(width_mult, "width_mult"))

@@ -8,10 +8,10 @@ shallower students of the same block type can be derived.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
-from torchvision.models import DenseNet
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from edgedistill.errors import UsageError
 from edgedistill.models.zoo import Family, check_blocks, register_model, resolved_options
@@ -84,10 +84,12 @@ RESNETS = TorchvisionResNetFamily()
 
 
 def _resnet(name: str):
-    block = Bottleneck if _kind(name) == "bottleneck" else BasicBlock
-
     def build(num_classes: int = 10, in_channels: int = 1, blocks: list[int] | None = None,
               small_input: bool = False) -> nn.Module:
+        # torchvision is imported on first use: importing the zoo stays fast
+        from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+        block = Bottleneck if _kind(name) == "bottleneck" else BasicBlock
         per_stage = _DEFAULT_BLOCKS[name] if blocks is None else check_blocks(blocks, 4)
         model = ResNet(block, per_stage, num_classes=num_classes)
         model.conv1 = _stem(in_channels, 64, _check_flag(small_input))
@@ -107,22 +109,29 @@ for _name in _DEFAULT_BLOCKS:
     )
 
 
-class HookableDenseNet(DenseNet):
-    """DenseNet whose final ReLU and pooling are modules, so the embedding can be hooked."""
+@functools.cache
+def hookable_densenet_class() -> type[nn.Module]:
+    """Built on first use, so importing the zoo does not import torchvision."""
+    from torchvision.models import DenseNet
 
-    def __init__(self, num_classes: int, in_channels: int, small_input: bool):
-        super().__init__(32, (6, 12, 24, 16), 64, num_classes=num_classes)
-        self.features.conv0 = _stem(in_channels, 64, _check_flag(small_input))
-        if small_input:
-            self.features.pool0 = nn.Identity()
-        self.relu = nn.ReLU()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.stage_names = [f"features.denseblock{i}" for i in range(1, 5)]
-        self.embedding_name = "avgpool"
-        self.input_size = 32 if small_input else 224
+    class HookableDenseNet(DenseNet):
+        """DenseNet whose final ReLU and pooling are modules, so the embedding can be hooked."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(self.relu(self.features(x))), 1))
+        def __init__(self, num_classes: int, in_channels: int, small_input: bool):
+            super().__init__(32, (6, 12, 24, 16), 64, num_classes=num_classes)
+            self.features.conv0 = _stem(in_channels, 64, _check_flag(small_input))
+            if small_input:
+                self.features.pool0 = nn.Identity()
+            self.relu = nn.ReLU()
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.stage_names = [f"features.denseblock{i}" for i in range(1, 5)]
+            self.embedding_name = "avgpool"
+            self.input_size = 32 if small_input else 224
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.classifier(torch.flatten(self.avgpool(self.relu(self.features(x))), 1))
+
+    return HookableDenseNet
 
 
 class DenseNetFamily(Family):
@@ -134,4 +143,4 @@ class DenseNetFamily(Family):
 @register_model("densenet121", DenseNetFamily())
 def densenet121(num_classes: int = 10, in_channels: int = 1, small_input: bool = False) -> nn.Module:
     """torchvision DenseNet-121 (Huang et al. 2017), ImageNet layout."""
-    return HookableDenseNet(num_classes, in_channels, small_input)
+    return hookable_densenet_class()(num_classes, in_channels, small_input)

@@ -11,6 +11,7 @@ was never interrupted.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from torch import nn
 from edgedistill.config import RunBase, dump_config
 from edgedistill.train.callbacks import Callback
 from edgedistill.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
-from edgedistill.train.device import autocast, resolve_device
+from edgedistill.train.device import autocast, resolve_device, to_layout
 from edgedistill.train.schedule import lr_at
 
 
@@ -69,11 +70,12 @@ class Trainer:
         self.epochs = cfg.train.epochs
         self.steps_per_epoch = len(train_pipe)
         self.total_steps = self.epochs * self.steps_per_epoch
-        self.task.to(self.device)
+        to_layout(self.task, self.device, cfg.train.memory_format)
         params = [p for p in task.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(params, cfg.train)
         self.records: list[dict[str, Any]] = []
         self.halted: dict[str, Any] | None = None
+        self.annealing: dict[str, Any] | None = None
         self._fresh_accum()
         self.epoch, self.step, self.global_step = 0, 0, 0
         self.wall, self.images_seen, self.best_acc, self.best_epoch = 0.0, 0, -1.0, -1
@@ -95,7 +97,7 @@ class Trainer:
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "accum": self.accum, "wall": self.wall, "images_seen": self.images_seen,
             "best_acc": self.best_acc, "best_epoch": self.best_epoch,
-            "spec": json.dumps(self.eval_spec()),
+            "annealing": json.dumps(self.annealing), "spec": json.dumps(self.eval_spec()),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -109,6 +111,7 @@ class Trainer:
         self.accum = state["accum"]
         self.wall, self.images_seen = state["wall"], state["images_seen"]
         self.best_acc, self.best_epoch = state["best_acc"], state["best_epoch"]
+        self.annealing = json.loads(state.get("annealing", "null"))
 
     def eval_spec(self) -> dict:
         return getattr(self.task.eval_model, "spec", {})
@@ -128,6 +131,37 @@ class Trainer:
             metrics.write_text("".join(json.dumps(r) + "\n" for r in self.records))
         elif metrics.exists():
             metrics.unlink()
+
+    def _lr(self) -> float:
+        cfg = self.cfg.train
+        if self.annealing is None:
+            return lr_at(self.global_step, self.total_steps, self.steps_per_epoch,
+                         cfg.optimizer.lr, cfg.schedule)
+        # after a halt with anneal: cosine from the learning rate at the halt to the floor
+        a = self.annealing
+        floor = cfg.optimizer.lr * cfg.schedule.min_lr_ratio
+        t = min((self.global_step - a["start_step"]) / max(a["steps"], 1), 1.0)
+        return floor + (a["lr0"] - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+    def _halt(self, reasons: list[str], record: dict[str, Any]) -> None:
+        """Stop now, or start the anneal the config asks for and stop at its end."""
+        metrics = {k: v for k, v in record.items() if not k.startswith("loss/")}
+        if self.annealing is not None:
+            if self.epoch >= self.annealing["end_epoch"]:
+                self.halted = {**self.annealing["halt"], "annealed_epochs":
+                               self.annealing["end_epoch"] - self.annealing["halt"]["epoch"] - 1,
+                               "metrics_after_anneal": metrics}
+            return
+        if not reasons:
+            return
+        halt = {"reason": "; ".join(reasons), "epoch": record["epoch"], "metrics": metrics}
+        anneal = min(self.cfg.halting_anneal_epochs, self.epochs - self.epoch)
+        if anneal <= 0:
+            self.halted = halt
+            return
+        self.annealing = {"halt": halt, "start_step": self.global_step,
+                          "steps": anneal * self.steps_per_epoch, "lr0": record["lr"],
+                          "end_epoch": self.epoch + anneal}
 
     # ---- loop ----
     def fit(self, resume: bool = False) -> dict[str, Any]:
@@ -151,8 +185,7 @@ class Trainer:
         self.task.train()
         tic = time.perf_counter()
         for batch in self.train_pipe.epoch(self.epoch, start_step=self.step):
-            lr = lr_at(self.global_step, self.total_steps, self.steps_per_epoch,
-                       cfg.optimizer.lr, cfg.schedule)
+            lr = self._lr()
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             with autocast(self.device, cfg.amp):
@@ -216,9 +249,7 @@ class Trainer:
         self.epoch += 1
         self.step = 0
         self._fresh_accum()
-        if reasons:
-            self.halted = {"reason": "; ".join(reasons), "epoch": record["epoch"],
-                           "metrics": {k: v for k, v in record.items() if not k.startswith("loss/")}}
+        self._halt(reasons, record)
         save_weights(self.run_dir / "model.safetensors", self.task.eval_model.state_dict(),
                      self.eval_spec())
         self.save()
