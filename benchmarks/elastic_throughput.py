@@ -42,14 +42,19 @@ from edgedistill.train.callbacks import Callback
 from edgedistill.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-ZOO = "resnet20-fashion_mnist"
+ZOO = ("resnet56-fashion_mnist", "resnet20-fashion_mnist")
 FALLBACK = Path("/tmp/elastic_teacher")
 
 
-def teacher_source() -> str:
-    """The shipped resnet20 teacher, or one trained quickly (2 epochs, 5,000 images)."""
-    if ZOO in pretrained.manifest():
-        return f"zoo:{ZOO}"
+def teacher_source(name: str | None = None) -> str:
+    """``name``, else the shipped resnet56 teacher (the issue's), else resnet20, else a
+    resnet20 trained quickly (2 epochs, 5,000 images)."""
+    if name:
+        return name
+    shipped = pretrained.manifest()
+    for zoo in ZOO:
+        if zoo in shipped:
+            return f"zoo:{zoo}"
     if not (FALLBACK / "model.safetensors").exists():
         subprocess.run([str(ROOT / ".venv" / "bin" / "edgedistill"), "train",
                         str(ROOT / "configs/fashion_mnist/teacher_resnet20.yaml"),
@@ -179,6 +184,8 @@ def print_faults(args, f: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--teacher", default=None, help="zoo:NAME or run dir (default: the "
+                    "shipped resnet56, else resnet20)")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--limit-train", type=int, default=6400)
     ap.add_argument("--limit-test", type=int, default=2000)
@@ -196,7 +203,7 @@ def main() -> None:
     torch.set_num_threads(1)
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     out = Path(args.out or tempfile.mkdtemp(prefix="elastic_bench_"))
-    teacher = teacher_source()
+    teacher = teacher_source(args.teacher)
     print(header("python -m benchmarks.elastic_throughput " + " ".join(sys.argv[1:])))
     if not args.no_throughput:
         throughput_table(args, teacher, out)

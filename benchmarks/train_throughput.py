@@ -1,5 +1,6 @@
 """Training images/s with edgedistill's in-memory batched pipeline against a plain
-torchvision DataLoader + PIL transforms, same models, same batch, one run.
+torchvision DataLoader + PIL transforms, same models, same batch, one run; plus our
+pipeline with the model in channels_last, the layout the Trainer uses by default.
 
     .venv/bin/python benchmarks/train_throughput.py [--threads 1] [--steps 20]
 """
@@ -7,6 +8,7 @@ torchvision DataLoader + PIL transforms, same models, same batch, one run.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 
@@ -40,6 +42,9 @@ class PILDataset(Dataset):
         return self.tf(Image.fromarray(self.images[i], mode="L")), self.labels[i]
 
 
+LAYOUT_ROW = "edgedistill pipeline, channels_last"
+
+
 def endless(make_iter):
     while True:
         yield from make_iter()
@@ -67,12 +72,17 @@ def main() -> None:
         rows.append(("data only", name, args.batch * args.steps * 3 / secs))
     for model_name in args.models.split(","):
         model = create_model(model_name, num_classes=10, in_channels=1)
-        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        # the Trainer's default layout (train.memory_format: auto), same initial weights
+        nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        runs = {name: (it, model) for name, it in sources.items()}
+        runs[LAYOUT_ROW] = (ours_batches, nhwc)
+        opts = {id(m): torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
+                for m in (model, nhwc)}
         steps = max(args.steps // (3 if model_name == "resnet56" else 1), 4)
-        times: dict[str, list[float]] = {name: [] for name in sources}
+        times: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(args.rounds):  # interleaved, so load drift hits every source alike
-            for name, it in sources.items():
-                def step(it=it, model=model, opt=opt):
+            for name, (it, net) in runs.items():
+                def step(it=it, model=net, opt=opts[id(net)]):
                     x, y = next(it)
                     loss = F.cross_entropy(model(x), y)
                     opt.zero_grad(set_to_none=True)
