@@ -59,12 +59,15 @@ def parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-def start_server(run: Path, token_file: Path) -> tuple[subprocess.Popen, str]:
+def start_server(run: Path, token_file: Path, bottleneck: str | None = None
+                 ) -> tuple[subprocess.Popen, str]:
+    """A ``split serve`` process; a server runs the tail of one bottleneck."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    extra = ["--bottleneck", bottleneck] if bottleneck else []
     proc = subprocess.Popen([sys.executable, "-m", "edgedistill.split.cli", "serve", str(run),
-                             "--port", str(port), "--token-file", str(token_file)],
+                             "--port", str(port), "--token-file", str(token_file), *extra],
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):
@@ -97,15 +100,15 @@ class LocalTeacher:
 
 
 def measure(run: Path, url: str, token: str, images: np.ndarray, mbits: list[float],
-            delay_ms: float, slowdown: float, bottlenecks: list[str]) -> dict:
+            delay_ms: float, slowdown: float, bottlenecks: dict[str, str]) -> dict:
     """Median end-to-end latency per (bandwidth, option). Requests go round robin over
     all of them, so a burst of load on this shared host hits every option alike."""
     calls = {}
     clients = []
     for mbit in mbits:
         calls[(mbit, "teacher on device")] = LocalTeacher(run, slowdown)
-        for name in bottlenecks:
-            client = SplitClient(run, url, token, name, link=Link(mbit, delay_ms),
+        for name, server in bottlenecks.items():
+            client = SplitClient(run, server, token, name, link=Link(mbit, delay_ms),
                                  device_slowdown=slowdown)
             clients.append(client)
             calls[(mbit, f"split {name}")] = (
@@ -146,6 +149,9 @@ def main() -> None:
     token_file.write_text(os.urandom(24).hex())
     token_file.chmod(0o600)
     proc, url = start_server(run, token_file)
+    others = {name: start_server(run, token_file, name) for name in names
+              if name != meta["chosen"]}  # one server per extra bottleneck
+    servers = {name: others[name][1] if name in others else url for name in names}
     try:
         with SplitClient(run, url, token_file.read_text()) as client:
             rpc = calibrate_rpc_ms(client, load_split_data(cfg)[1].images.numpy()[0])
@@ -163,7 +169,7 @@ def main() -> None:
         mbits = [float(b) for b in args.validate.split(",")]
         load = os.getloadavg()[0]
         got = measure(run, url, token_file.read_text(), images, mbits, args.delay_ms,
-                      args.device_slowdown, names)
+                      args.device_slowdown, servers)
         rows = []
         for mbit in mbits:
             mine = {option: ms for (b, option), ms in got.items() if b == mbit}
@@ -176,8 +182,9 @@ def main() -> None:
                              "fastest measured": "yes" if option == fastest else ""})
         load = max(load, os.getloadavg()[0])
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for p in [proc, *(p for p, _ in others.values())]:
+            p.terminate()
+            p.wait(timeout=30)
     print(f"# planned vs measured (device {args.device_slowdown:g}x slower than this host, "
           f"delay {args.delay_ms} ms each way, HTTP overhead {rpc:.2f} ms calibrated on "
           f"unshaped split requests (GET /health: {health:.2f} ms), "
