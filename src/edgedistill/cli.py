@@ -5,7 +5,6 @@ Every ``UsageError`` becomes one line on stderr and exit status 2.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -13,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgedistill.errors import UsageError
+from edgedistill.errors import UsageError, run_cli
 
 app = typer.Typer(
     add_completion=False,
@@ -233,15 +232,8 @@ def study(
 
 
 def main() -> None:
-    """Entry point; click itself exits 2 on its own usage errors (unknown option...)."""
-    try:
-        app()
-    except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    """Entry point: usage errors (ours and click's) exit 2 with one line."""
+    run_cli(app)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from edgedistill.errors import UsageError
+from edgedistill.errors import UsageError, run_cli
 
 design_app = typer.Typer(add_completion=False, no_args_is_help=True,
                          help="Design students for a device budget; profile this machine.")
@@ -166,19 +166,7 @@ def profile_device(
 
 def main(argv: list[str] | None = None) -> None:
     """Run ``design_app`` with the main CLI's error handling."""
-    import click
-
-    try:
-        design_app(args=argv, standalone_mode=False)
-    except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(2 if isinstance(err, click.UsageError) else 1)
-    except (click.Abort, KeyboardInterrupt):
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_cli(design_app, argv)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,12 @@ edgedistill.split.cli`` runs it alone with the same error handling (a
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from edgedistill.errors import UsageError
+from edgedistill.errors import UsageError, run_cli
 
 split_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Head network distillation and split computing.")
@@ -123,19 +122,7 @@ def plan(run_dir: Path,
 
 def main(argv: list[str] | None = None) -> None:
     """Run ``split_app`` with the main CLI's error handling."""
-    import click
-
-    try:
-        split_app(args=argv, standalone_mode=False)
-    except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(2 if isinstance(err, click.UsageError) else 1)
-    except (click.Abort, KeyboardInterrupt):
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_cli(split_app, argv)
 
 
 if __name__ == "__main__":
