@@ -56,10 +56,10 @@ def to_layout(module: torch.nn.Module, device: torch.device, fmt: str = "auto"
               ) -> torch.nn.Module:
     """Move ``module`` to ``device`` with its 4-D weights in the chosen layout.
 
-    ``auto`` is channels_last: on this project's CPUs (oneDNN) a resnet8 training step is
-    about 1.5x faster and a resnet56 forward about 1.5x faster than in the default NCHW
-    layout (benchmarks/RESULTS.md), and on CUDA it is the layout tensor-core convolutions
-    want. ``auto`` keeps NCHW for a model with a layer that crashes in channels_last on
+    ``auto`` is channels_last: on this project's CPUs (oneDNN) a training step of the
+    CIFAR ResNets is 1.24-1.33x faster than in the default NCHW layout
+    (benchmarks/train_throughput.py, RESULTS.md), and on CUDA it is the layout
+    tensor-core convolutions want. ``auto`` keeps NCHW for a model with a layer that crashes in channels_last on
     CPU (``channels_last_hazard``); asking for channels_last explicitly there is refused.
     """
     fmt_ = memory_format(fmt)
