@@ -16,6 +16,7 @@ import json
 import time
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torch.utils.data import Dataset, RandomSampler
 from torchdistill.core.distillation import get_distillation_box
@@ -79,7 +80,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train, _ = load_dataset("fashion_mnist")
     weights = load_file(args.teacher)
-    teacher = create_model("resnet20", num_classes=10, in_channels=1)
+    with safe_open(args.teacher, "pt") as fh:  # the model spec sits in the header
+        spec = json.loads(fh.metadata()["spec"])
+    teacher = create_model(**{**spec, "num_classes": 10, "in_channels": 1})
     teacher.load_state_dict(weights)
     student = create_model(args.student, num_classes=10, in_channels=1)
     box = get_distillation_box(teacher, student, {"fashion_mnist/train": FashionPIL(train)},
