@@ -71,9 +71,10 @@ def common(args) -> dict:
                       "optimizer": {"name": "sgd", "lr": 0.05}}}
 
 
-def kd_config(args, teacher: str, mode: str, replicas: list[dict] | None = None
-              ) -> DistillExperiment:
-    pool = {"replicas": replicas or [{}], "max_in_flight": args.in_flight}
+def kd_config(args, teacher: str, mode: str, replicas: list[dict] | None = None,
+              wire: str = "fp16") -> DistillExperiment:
+    pool = {"replicas": replicas or [{}], "max_in_flight": args.in_flight,
+            "wire_precision": wire}
     return DistillExperiment.model_validate({
         **common(args), "name": f"kd_{mode}", "student": {"name": "resnet8"},
         "teacher": {"source": teacher, "mode": mode, "pool": pool},
@@ -225,6 +226,12 @@ def throughput_table(args, teacher: str, out: Path) -> None:
             replicas = [{"backend": backend, "num_cpus": 1, "count": n}]
             run_distill(kd_config(args, teacher, "pool", replicas), out / name, progress=False)
             rows[name] = from_run(out / name)
+    # fp32 on the wire: the online teacher's exact answers, so the online run's accuracy
+    name = "pool torch x2, fp32 wire"
+    replicas = [{"backend": "torch", "num_cpus": 1, "count": 2}]
+    run_distill(kd_config(args, teacher, "pool", replicas, wire="fp32"), out / name,
+                progress=False)
+    rows[name] = from_run(out / name)
     alone, online = rows["student alone (limit)"], rows["online KD"]
     print(f"Teacher {teacher} -> resnet8; {args.epochs} epoch(s) on {args.limit_train} "
           f"Fashion-MNIST images, test on {args.limit_test}; batch {args.batch}; KD T=4, "

@@ -124,6 +124,9 @@ class PoolConfig(Strict):
         None, description="min_replicas, max_replicas, grow_wait_fraction, target_utilization, "
                           "interval_s, cooldown_s, replica")
     top_k: int | None = Field(None, gt=0)
+    wire_precision: Literal["fp16", "fp32"] = Field(
+        "fp16", description="teacher logits and features on the wire: fp16 (half the bytes) "
+                            "or fp32 (exactly the online teacher's values)")
 
 
 class TeacherConfig(Strict):

@@ -72,6 +72,20 @@ def test_pool_answers_match_the_in_process_teacher(source, teacher_file, data):
     assert source.accounting().resent == 0
 
 
+def test_fp32_wire_gives_the_online_teachers_exact_values(pool, teacher_file, data):
+    """With ``wire_precision: fp32`` a replica's answer is bit for bit the in-process
+    teacher's (same backend, same inputs rebuilt from uint8 and the draw)."""
+    src = PoolSource(str(teacher_file), pool_config(wire_precision="fp32"), CPU, pool=pool)
+    src.attach(["layer2"], train_pipe(data))
+    online = reference(teacher_file, data)
+    for step in range(2):
+        batch = train_pipe(data).batch(1, step)
+        got, want = src.outputs(batch), online.outputs(batch)
+        assert torch.equal(got.logits, want.logits)
+        assert torch.equal(got.features["layer2"], want.features["layer2"])
+    src.close()
+
+
 def test_top_k_answers(pool, teacher_file, data):
     src = PoolSource(str(teacher_file), pool_config(top_k=3), CPU, pool=pool)
     src.attach([], train_pipe(data))

@@ -62,9 +62,12 @@ class BatchPlan:
             self._draws[draw] = (params.offsets.to(torch.int16).numpy(), params.flips.numpy())
         return self._draws[draw]
 
-    def request(self, key: Key, top_k: int | None = None) -> Request:
+    def request(self, key: Key, top_k: int | None = None, precision: str = "fp16"
+                ) -> Request:
         """The request for batch ``key``: uint8 images as stored, crop offsets and flips."""
-        return self._request(key, self.indices(key), top_k)
+        request = self._request(key, self.indices(key), top_k)
+        request.precision = precision
+        return request
 
     def calibration(self, n: int) -> Request:
         """The first ``n`` images of epoch 0 as augmented there: real inputs for int8."""

@@ -43,6 +43,7 @@ class Request:
     offsets: np.ndarray | None = None
     flips: np.ndarray | None = None
     top_k: int | None = None
+    precision: str = "fp16"  # of the logits and features in the reply: fp16 or fp32
 
     def __len__(self) -> int:
         return len(self.images)
@@ -71,18 +72,24 @@ def prepare_images(request: Request, inputs: InputSpec) -> torch.Tensor:
     return normalize(images, inputs.mean, inputs.std)
 
 
+WIRE_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
+
+
 def encode(key: Key, logits: torch.Tensor, features: dict[str, torch.Tensor],
-           top_k: int | None) -> Reply:
-    """fp16 answer; with ``top_k`` only the k largest logits and their classes."""
+           top_k: int | None, precision: str = "fp16") -> Reply:
+    """fp16 answer (fp32 on request: the online teacher's exact values, twice the
+    bytes); with ``top_k`` only the k largest logits and their classes."""
+    dtype = WIRE_DTYPES[precision]
     logits = logits.detach().float().cpu()
     reply = Reply(key, num_classes=logits.shape[1],
-                  features={p: f.detach().cpu().half().numpy() for p, f in features.items()})
+                  features={p: f.detach().cpu().to(dtype).contiguous().numpy()
+                            for p, f in features.items()})
     if top_k and top_k < logits.shape[1]:
         values, classes = logits.topk(top_k, dim=1)
-        reply.top_values, reply.top_classes = values.half().numpy(), \
+        reply.top_values, reply.top_classes = values.to(dtype).numpy(), \
             classes.to(torch.int16).numpy()
     else:
-        reply.logits = logits.half().numpy()
+        reply.logits = logits.to(dtype).numpy()
     return reply
 
 

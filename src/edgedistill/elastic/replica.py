@@ -175,7 +175,7 @@ class ReplicaWorker:
         tic = time.perf_counter()
         with torch.inference_mode():
             logits, feats = self.backend(prepare_images(request, self.inputs))
-            reply = encode(request.key, logits, feats, request.top_k)
+            reply = encode(request.key, logits, feats, request.top_k, request.precision)
         reply.compute_s = time.perf_counter() - tic
         reply.replica = self.replica_id
         return reply

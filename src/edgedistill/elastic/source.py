@@ -116,7 +116,8 @@ class PoolSource(TeacherSource):
         for key in self._window(start):
             if key in self.pending or key in self.done:
                 continue
-            ticket = self.pool.submit(self.plan.request(key, self.cfg.top_k))
+            ticket = self.pool.submit(self.plan.request(key, self.cfg.top_k,
+                                                        self.cfg.wire_precision))
             if ticket is None:
                 return
             self.pending[key] = ticket
