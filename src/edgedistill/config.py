@@ -109,6 +109,8 @@ class CacheConfig(Strict):
     top_k: int | None = Field(None, gt=0)
     num_draws: int = Field(4, gt=0)
     batch_size: int = Field(512, gt=0)
+    precision: Literal["fp16", "fp32"] = Field(
+        "fp16", description="stored logits and features: fp16 (half the disk) or fp32")
 
 
 class PoolConfig(Strict):

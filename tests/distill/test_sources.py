@@ -36,6 +36,29 @@ def test_cache_matches_online_teacher_with_augmentation(tiny_teacher, tmp_path):
         assert torch.allclose(got.features["layer2"], want.features["layer2"], atol=2e-2)
 
 
+def test_fp32_cache_holds_the_online_teachers_values(tiny_teacher, tmp_path):
+    """``precision: fp32`` stores what the online teacher computes (to float rounding
+    of a different batch composition), under its own key, never mixed with fp16."""
+    teacher = api.load_model(tiny_teacher)
+    pipe = pipes(num_draws=2)
+    online = OnlineSource(teacher, CPU)
+    online.attach(["layer2"], pipe)
+    cache = CacheSource(teacher, tmp_path, CPU, num_draws=2, log=lambda m: None,
+                        precision="fp32")
+    cache.attach(["layer2"], pipe)
+    half = CacheSource(teacher, tmp_path, CPU, num_draws=2, log=lambda m: None)
+    half.attach(["layer2"], pipe)
+    assert cache.dir != half.dir
+    for epoch in range(2):
+        batch = pipe.batch(epoch, 1)
+        want, got = online.outputs(batch), cache.outputs(batch)
+        assert got.logits.dtype == torch.float32
+        assert torch.allclose(got.logits, want.logits, atol=1e-5, rtol=1e-5)
+        assert torch.allclose(got.features["layer2"], want.features["layer2"], atol=1e-5)
+    with pytest.raises(UsageError, match="precision 'bf16'"):
+        CacheSource(teacher, tmp_path, CPU, precision="bf16")
+
+
 def test_cache_is_reused_and_keyed_by_teacher(tiny_teacher, tmp_path):
     teacher = api.load_model(tiny_teacher)
     pipe = pipes(num_draws=1)

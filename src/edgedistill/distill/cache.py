@@ -28,7 +28,7 @@ FORMAT_VERSION = 1
 
 
 def fingerprint(teacher: nn.Module, train_pipe, layers: list[str], num_draws: int,
-                top_k: int | None) -> str:
+                top_k: int | None, precision: str = "fp16") -> str:
     h = hashlib.sha256()
     h.update(json.dumps(getattr(teacher, "spec", {}), sort_keys=True).encode())
     for name, tensor in sorted(teacher.state_dict().items()):
@@ -42,6 +42,8 @@ def fingerprint(teacher: nn.Module, train_pipe, layers: list[str], num_draws: in
     desc = {"seed": train_pipe.seed, "augment": [aug.crop_pad, aug.hflip] if aug else None,
             "draws": num_draws, "layers": layers, "top_k": top_k, "v": FORMAT_VERSION,
             "mean": data.mean, "std": data.std}
+    if precision != "fp16":  # fp16 caches keep the key they always had
+        desc["precision"] = precision
     h.update(json.dumps(desc, sort_keys=True).encode())
     return h.hexdigest()
 
@@ -57,11 +59,12 @@ def dense_from_topk(values: torch.Tensor, indices: torch.Tensor, num_classes: in
 
 @SOURCES.register("cache")
 class CacheSource(TeacherSource):
-    """Teacher outputs precomputed per (sample, draw), fp16, memory-mapped from disk."""
+    """Teacher outputs precomputed per (sample, draw), fp16 (or fp32: the online
+    teacher's values exactly), memory-mapped from disk."""
 
     def __init__(self, teacher: nn.Module, root: str | Path, device: torch.device,
                  num_draws: int = 4, top_k: int | None = None, batch_size: int = 512,
-                 amp: bool = True, log=print):
+                 amp: bool = True, log=print, precision: str = "fp16"):
         super().__init__()
         self.teacher = teacher
         self.root = Path(root)
@@ -70,6 +73,10 @@ class CacheSource(TeacherSource):
         self.top_k = top_k
         self.batch_size = batch_size
         self.amp = amp
+        if precision not in ("fp16", "fp32"):
+            raise UsageError(f"cache precision {precision!r} is not one of fp16, fp32")
+        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.precision = precision
         self.log = log
         self.build_seconds = 0.0
         self.arrays: dict[str, np.ndarray] = {}
@@ -82,7 +89,8 @@ class CacheSource(TeacherSource):
                              "teacher.cache.num_draws (or leave it empty)")
         if train_pipe.augment is None:
             self.num_draws = 1
-        self.key = fingerprint(self.teacher, train_pipe, self.layers, self.num_draws, self.top_k)
+        self.key = fingerprint(self.teacher, train_pipe, self.layers, self.num_draws, self.top_k,
+                               self.precision)
         self.dir = self.root / self.key[:24]
         meta_path = self.dir / "meta.json"
         if meta_path.exists():
@@ -136,11 +144,11 @@ class CacheSource(TeacherSource):
         items = {}
         if self.top_k:
             values, indices = out.logits.topk(self.top_k, dim=1)
-            items["topv"], items["topi"] = values.half(), indices.to(torch.int16)
+            items["topv"], items["topi"] = values.to(self.dtype), indices.to(torch.int16)
         else:
-            items["logits"] = out.logits.half()
+            items["logits"] = out.logits.to(self.dtype)
         for j, path in enumerate(self.layers):
-            items[f"feat{j}"] = out.features[path].half()
+            items[f"feat{j}"] = out.features[path].to(self.dtype).contiguous()
         for name, tensor in items.items():
             key = f"{name}_d{draw}"
             values = tensor.cpu().numpy()

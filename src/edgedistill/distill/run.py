@@ -52,7 +52,7 @@ def build_source(cfg: DistillExperiment, teacher: nn.Module, device: torch.devic
         c = cfg.teacher.cache
         root = Path(c.dir) if c.dir else run_dir.parent / ".teacher_cache"
         return CacheSource(teacher, root, device, num_draws=c.num_draws, top_k=c.top_k,
-                           batch_size=c.batch_size, amp=cfg.train.amp)
+                           batch_size=c.batch_size, amp=cfg.train.amp, precision=c.precision)
     from edgedistill.elastic.source import PoolSource
 
     return PoolSource(cfg.teacher.source, cfg.teacher.pool, device)
