@@ -47,7 +47,8 @@ def common(args) -> dict:
 
 def kd_config(args, mode: str) -> DistillExperiment:
     teacher = {"source": f"zoo:{args.teacher}", "mode": mode,
-               "cache": {"num_draws": args.draws, "dir": args.cache_dir}}
+               "cache": {"num_draws": args.draws, "dir": args.cache_dir,
+                         "precision": args.cache_precision}}
     return DistillExperiment.model_validate({
         **common(args), "name": f"kd_{mode}", "teacher": teacher,
         "student": {"name": args.student},
@@ -86,6 +87,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--td-steps", type=int, default=30)
+    ap.add_argument("--cache-precision", default="fp16", choices=["fp16", "fp32"])
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -105,7 +107,8 @@ def main() -> None:
     print(header("python -m benchmarks.kd_throughput " + " ".join(sys.argv[1:])))
     print(f"Teacher zoo:{args.teacher} -> {args.student}; {args.epochs} epochs on "
           f"{args.limit_train} Fashion-MNIST images; batch {args.batch}; KD T=4, "
-          f"ce 0.5 + kd 0.5; cache: {args.draws} augmentation draws per sample.\n")
+          f"ce 0.5 + kd 0.5; cache: {args.draws} augmentation draws per sample, "
+          f"{args.cache_precision}.\n")
     print("| setup | images/s | vs student alone | vs torchdistill | test acc |")
     print("|---|---|---|---|---|")
     for name, r in rows.items():
