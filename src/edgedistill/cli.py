@@ -35,11 +35,13 @@ SET_HELP = "Override a config key, e.g. --set train.epochs=5 (repeatable)."
 
 def _table(title: str, columns: list[str], rows: list[list]) -> None:
     table = Table(title=title)
-    for col in columns:
-        table.add_column(col)
+    for i, col in enumerate(columns):
+        # the first column holds names users type back (zoo:NAME, models): never cut them
+        table.add_column(col, no_wrap=i == 0)
     for row in rows:
         table.add_row(*[str(x) for x in row])
-    console.print(table)
+    # piped output (no terminal) is not cut to 80 columns either
+    (console if console.is_terminal else Console(width=200)).print(table)
 
 
 def _default_out(name: str) -> Path:

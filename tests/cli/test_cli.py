@@ -45,6 +45,11 @@ def test_listings():
         assert name in losses.stdout
     datasets = run_cli("datasets")
     assert datasets.returncode == 0 and "fashion_mnist" in datasets.stdout
+    zoo = run_cli("zoo")  # piped, as in a script: names are printed whole, ready to copy
+    assert zoo.returncode == 0
+    for name in ("resnet20-fashion_mnist", "resnet56-fashion_mnist"):
+        assert name in zoo.stdout
+    assert "0.9410" in zoo.stdout and "…" not in zoo.stdout
 
 
 def test_train_then_eval_end_to_end(tmp_path, write_yaml):
