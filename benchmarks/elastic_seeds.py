@@ -16,8 +16,8 @@ from pathlib import Path
 import ray
 import torch
 
-from benchmarks.common import header
-from benchmarks.elastic_throughput import from_run, kd_config, teacher_source
+from benchmarks.common import header, read_run
+from benchmarks.elastic_throughput import kd_config, teacher_source
 from edgedistill.distill.run import run_distill
 
 
@@ -43,7 +43,7 @@ def main() -> None:
             run_dir = Path(args.out) / f"{mode}_s{seed}"
             if not (run_dir / "summary.json").exists():  # finished runs are reused
                 run_distill(cfg, run_dir, progress=False)
-            acc[mode] = from_run(run_dir)["test_acc"]
+            acc[mode] = read_run(run_dir)["test_acc"]
         rows.append((seed, acc["online"], acc["pool"], 100 * (acc["pool"] - acc["online"])))
     ray.shutdown()
     diffs = [r[3] for r in rows]

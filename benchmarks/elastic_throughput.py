@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import statistics
 import subprocess
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import header
+from benchmarks.common import KD_LOSSES, header, read_run
 from edgedistill import api, pretrained
 from edgedistill.config import DistillExperiment, TrainExperiment
 from edgedistill.distill.distiller import Distiller
@@ -78,15 +77,8 @@ def kd_config(args, teacher: str, mode: str, replicas: list[dict] | None = None,
     return DistillExperiment.model_validate({
         **common(args), "name": f"kd_{mode}", "student": {"name": "resnet8"},
         "teacher": {"source": teacher, "mode": mode, "pool": pool},
-        "losses": [{"name": "ce", "weight": 0.5},
-                   {"name": "kd", "weight": 0.5, "params": {"temperature": 4.0}}]})
+        "losses": KD_LOSSES})
 
-
-def from_run(run_dir: Path) -> dict:
-    recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {"images_per_s": statistics.median(r["images_per_s"] for r in recs),
-            "test_acc": recs[-1]["test_acc"],
-            "teacher_wait_s": sum(r.get("teacher_wait_s", 0.0) for r in recs)}
 
 
 class KillEvery(Callback):
@@ -217,21 +209,21 @@ def throughput_table(args, teacher: str, out: Path) -> None:
     student = TrainExperiment.model_validate(
         {**common(args), "name": "student", "model": {"name": "resnet8"}})
     api.train(student, out / "student", progress=False)
-    rows = {"student alone (limit)": from_run(out / "student")}
+    rows = {"student alone (limit)": read_run(out / "student")}
     run_distill(kd_config(args, teacher, "online"), out / "online", progress=False)
-    rows["online KD"] = from_run(out / "online")
+    rows["online KD"] = read_run(out / "online")
     for backend in ("torch", "onnx-int8"):
         for n in (1, 2):
             name = f"pool {backend} x{n}"
             replicas = [{"backend": backend, "num_cpus": 1, "count": n}]
             run_distill(kd_config(args, teacher, "pool", replicas), out / name, progress=False)
-            rows[name] = from_run(out / name)
+            rows[name] = read_run(out / name)
     # fp32 on the wire: the online teacher's exact answers, so the online run's accuracy
     name = "pool torch x2, fp32 wire"
     replicas = [{"backend": "torch", "num_cpus": 1, "count": 2}]
     run_distill(kd_config(args, teacher, "pool", replicas, wire="fp32"), out / name,
                 progress=False)
-    rows[name] = from_run(out / name)
+    rows[name] = read_run(out / name)
     alone, online = rows["student alone (limit)"], rows["online KD"]
     print(f"Teacher {teacher} -> resnet8; {args.epochs} epoch(s) on {args.limit_train} "
           f"Fashion-MNIST images, test on {args.limit_test}; batch {args.batch}; KD T=4, "

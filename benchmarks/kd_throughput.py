@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import header
+from benchmarks.common import KD_LOSSES, header, read_run
 from edgedistill import api, pretrained
 from edgedistill.config import DistillExperiment, TrainExperiment
 from edgedistill.distill.run import run_distill
@@ -52,15 +51,8 @@ def kd_config(args, mode: str) -> DistillExperiment:
     return DistillExperiment.model_validate({
         **common(args), "name": f"kd_{mode}", "teacher": teacher,
         "student": {"name": args.student},
-        "losses": [{"name": "ce", "weight": 0.5},
-                   {"name": "kd", "weight": 0.5, "params": {"temperature": 4.0}}]})
+        "losses": KD_LOSSES})
 
-
-def from_run(run_dir: Path) -> dict:
-    recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {"images_per_s": statistics.median(r["images_per_s"] for r in recs),
-            "test_acc": recs[-1]["test_acc"],
-            "cache_build_s": sum(r.get("cache_build_s", 0.0) for r in recs)}
 
 
 def torchdistill(args) -> dict:
@@ -96,11 +88,11 @@ def main() -> None:
     student_cfg = TrainExperiment.model_validate(
         {**common(args), "name": "student", "model": {"name": args.student}})
     api.train(student_cfg, out / "student", progress=False)
-    rows = {"student alone (limit)": from_run(out / "student")}
+    rows = {"student alone (limit)": read_run(out / "student")}
     run_distill(kd_config(args, "online"), out / "online", progress=False)
-    rows["edgedistill online KD"] = from_run(out / "online")
+    rows["edgedistill online KD"] = read_run(out / "online")
     run_distill(kd_config(args, "cache"), out / "cache_run", progress=False)
-    rows["edgedistill cached-teacher KD"] = from_run(out / "cache_run")
+    rows["edgedistill cached-teacher KD"] = read_run(out / "cache_run")
     rows["torchdistill KD (DataLoader+PIL)"] = torchdistill(args)
     alone = rows["student alone (limit)"]["images_per_s"]
     td = rows["torchdistill KD (DataLoader+PIL)"]["images_per_s"]

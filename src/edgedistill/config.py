@@ -228,16 +228,23 @@ def validate(raw: dict, schema: type[BaseModel], source: str = "config") -> Any:
         raise UsageError(format_validation_error(err, schema, source)) from None
 
 
-def load_config(path: str | Path, schema: type[BaseModel], overrides: list[str] = ()) -> Any:
+def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict:
+    """A YAML file's top-level mapping; a missing file, bad YAML or another top level is
+    a ``UsageError`` naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"config file {str(path)!r} does not exist")
+        raise UsageError(f"{what} {str(path)!r} does not exist")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise UsageError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise UsageError(f"{path}: the top level must be a mapping of keys")
+    return raw
+
+
+def load_config(path: str | Path, schema: type[BaseModel], overrides: list[str] = ()) -> Any:
+    raw = read_yaml_mapping(path)
     return validate(apply_overrides(raw, list(overrides)), schema, str(path))
 
 

@@ -11,13 +11,12 @@ it has the core to itself, which is the situation on a dedicated edge device.
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from torch import nn
 
-from edgedistill.export.onnx import export_onnx, run_session, session
+from edgedistill.export.onnx import call_times_ms, export_onnx, session
 
 PERCENTILE = 10
 ROUNDS = 5
@@ -25,15 +24,7 @@ ROUNDS = 5
 
 def time_call(sess, input_shape: tuple[int, ...], repeats: int = 40, warmup: int = 5) -> float:
     """The ``PERCENTILE``-th percentile of ``repeats`` timed calls, in ms."""
-    x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
-    for _ in range(warmup):
-        run_session(sess, x)
-    times = []
-    for _ in range(repeats):
-        tic = time.perf_counter()
-        run_session(sess, x)
-        times.append((time.perf_counter() - tic) * 1e3)
-    return float(np.percentile(times, PERCENTILE))
+    return float(np.percentile(call_times_ms(sess, input_shape, warmup, repeats), PERCENTILE))
 
 
 def time_interleaved(calls: list[tuple[object, tuple[int, ...]]], rounds: int = ROUNDS,

@@ -49,9 +49,9 @@ def run_session(sess, images: np.ndarray) -> np.ndarray:
     return sess.run(None, {name: images.astype(np.float32)})[0]
 
 
-def measure_latency(sess, input_shape: tuple[int, ...], warmup: int = 5, repeats: int = 30
-                    ) -> dict[str, float]:
-    """Median and p90 wall time of one call, in milliseconds."""
+def call_times_ms(sess, input_shape: tuple[int, ...], warmup: int = 5, repeats: int = 30
+                  ) -> list[float]:
+    """Wall time of each of ``repeats`` calls on a fixed random input, after ``warmup``."""
     x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
     for _ in range(warmup):
         run_session(sess, x)
@@ -60,7 +60,13 @@ def measure_latency(sess, input_shape: tuple[int, ...], warmup: int = 5, repeats
         tic = time.perf_counter()
         run_session(sess, x)
         times.append((time.perf_counter() - tic) * 1e3)
-    times.sort()
+    return times
+
+
+def measure_latency(sess, input_shape: tuple[int, ...], warmup: int = 5, repeats: int = 30
+                    ) -> dict[str, float]:
+    """Median and p90 wall time of one call, in milliseconds."""
+    times = sorted(call_times_ms(sess, input_shape, warmup, repeats))
     return {"median_ms": statistics.median(times), "p90_ms": times[int(0.9 * (len(times) - 1))]}
 
 

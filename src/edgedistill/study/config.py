@@ -19,9 +19,9 @@ from edgedistill.config import (
     TeacherConfig,
     TrainConfig,
     apply_overrides,
+    read_yaml_mapping,
     validate,
 )
-from edgedistill.errors import UsageError
 
 LABEL = re.compile(r"^[A-Za-z0-9_.+-]+$")
 DEFAULT_TECHNIQUES = ["none", "kd", "fitnet", "hint+kd"]
@@ -126,17 +126,7 @@ class StudyConfig(Strict):
 
 def load_study(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
     """Read, override (``--set a.b=c``) and validate a study YAML; errors name the key."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"study config {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise UsageError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise UsageError(f"{path}: the top level must be a mapping of keys")
+    raw = read_yaml_mapping(path, "study config")
     cfg = validate(apply_overrides(raw, list(overrides)), StudyConfig, str(path))
     from edgedistill.study.techniques import resolve_techniques
 
