@@ -23,10 +23,18 @@ def configure_torch(cfg: RunBase) -> None:
 
 
 def build_data(cfg: DataConfig, seed: int):
-    from edgedistill.data import load_dataset
+    """(train, test); with ``val_split`` the training set already lacks the held-out part."""
+    train, _, test = build_splits(cfg, seed)
+    return train, test
 
-    return load_dataset(cfg.dataset, root=cfg.root, limit_train=cfg.limit_train,
-                        limit_test=cfg.limit_test, seed=seed, **cfg.options)
+
+def build_splits(cfg: DataConfig, seed: int):
+    """(train, validation or None, test)."""
+    from edgedistill.data import load_splits
+
+    return load_splits(cfg.dataset, root=cfg.root, limit_train=cfg.limit_train,
+                       limit_test=cfg.limit_test, seed=seed, val_split=cfg.val_split,
+                       **cfg.options)
 
 
 def augment_spec(cfg: DataConfig, data):
@@ -47,9 +55,17 @@ def build_pipelines(cfg: DataConfig, train_data, test_data, seed: int, device,
     train = BatchPipeline(train_data, cfg.batch_size, train=True, seed=seed,
                           augment=augment_spec(cfg, train_data), device=device,
                           num_draws=num_draws or cfg.num_draws)
-    test = BatchPipeline(test_data, cfg.eval_batch_size, train=False, seed=seed, augment=None,
+    return train, eval_pipeline(cfg, test_data, seed, device)
+
+
+def eval_pipeline(cfg: DataConfig, data, seed: int, device):
+    """Batches of ``data`` in order, un-augmented (test and validation sets); None for None."""
+    from edgedistill.data import BatchPipeline
+
+    if data is None:
+        return None
+    return BatchPipeline(data, cfg.eval_batch_size, train=False, seed=seed, augment=None,
                          device=device)
-    return train, test
 
 
 def model_from_weights(path: str | Path) -> nn.Module:
@@ -124,7 +140,7 @@ def train(cfg: TrainExperiment, out: str | Path, resume: bool = False,
     run_dir = prepare_run_dir(out, resume)
     configure_torch(cfg)
     device = resolve_device(cfg.train.device)
-    train_data, test_data = build_data(cfg.data, cfg.seed)
+    train_data, val_data, test_data = build_splits(cfg.data, cfg.seed)
     model = create_model(cfg.model.name, num_classes=train_data.num_classes,
                          in_channels=train_data.images.shape[1], **cfg.model.kwargs)
     train_pipe, test_pipe = build_pipelines(cfg.data, train_data, test_data, cfg.seed, device)
@@ -132,5 +148,6 @@ def train(cfg: TrainExperiment, out: str | Path, resume: bool = False,
     if progress and cfg.train.progress:
         callbacks.append(PrintProgress())
     trainer = Trainer(Supervised(model, cfg.train.label_smoothing), train_pipe, test_pipe, cfg,
-                      run_dir, callbacks, device)
+                      run_dir, callbacks, device,
+                      val_pipe=eval_pipeline(cfg.data, val_data, cfg.seed, device))
     return trainer.fit(resume=resume)

@@ -27,6 +27,10 @@ class DataConfig(Strict):
     root: str | None = None
     limit_train: int | None = Field(None, gt=0)
     limit_test: int | None = Field(None, gt=0)
+    val_split: int | None = Field(
+        None, gt=0, description="hold out this many training images (class-stratified, the "
+        "same ones for every seed) as a validation set; halting rules then read validation "
+        "metrics, so the test set never steers training")
     batch_size: int = Field(128, gt=0)
     eval_batch_size: int = Field(512, gt=0)
     augment: AugmentConfig = AugmentConfig()

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from edgedistill.data import DATASETS, AugmentSpec, ImageData, load_dataset
+from edgedistill.data import DATASETS, AugmentSpec, ImageData, load_dataset, load_splits
 from edgedistill.data.base import channel_stats, stratified_order, stratified_split
 from edgedistill.errors import UsageError
 
@@ -79,6 +79,34 @@ def test_load_dataset_limits_and_options():
         load_dataset("nope")
     with pytest.raises(UsageError, match="limit_train"):
         load_dataset("synthetic", limit_train=0)
+
+
+def test_split_off_holds_out_a_stratified_disjoint_part():
+    data = make_data(n=200, classes=4)
+    rest, held = data.split_off(40, seed=0)
+    assert (len(rest), len(held)) == (160, 40) and held.split == "val"
+    assert torch.bincount(held.labels).tolist() == [10, 10, 10, 10]
+    ids_rest = set(rest.images[:, 0, 0, 0].tolist())
+    ids_held = set(held.images[:, 0, 0, 0].tolist())
+    assert not ids_rest & ids_held and len(ids_rest | ids_held) == 200
+    assert held.mean == data.mean  # normalized like the training set
+    for n in (0, 200):
+        with pytest.raises(UsageError, match="val_split must be between 1 and 199"):
+            data.split_off(n)
+
+
+def test_load_splits_validation_is_fixed_across_seeds_and_never_trained_on():
+    train, val, test = load_splits("synthetic", limit_train=100, val_split=50, seed=1)
+    assert (len(train), len(val)) == (100, 50)
+    _, val_other_seed, _ = load_splits("synthetic", val_split=50, seed=2)
+    assert torch.equal(val.images, val_other_seed.images)
+    rows = {tuple(x.flatten().tolist()) for x in train.images}
+    assert not rows & {tuple(x.flatten().tolist()) for x in val.images}
+    assert load_splits("synthetic")[1] is None
+    assert load_dataset("synthetic", limit_train=100, seed=1)[0].images.shape == \
+        train.images.shape
+    with pytest.raises(UsageError, match="val_split"):
+        load_splits("synthetic", val_split=0)
 
 
 def test_augment_spec():

@@ -12,11 +12,16 @@ from edgedistill.design.halting_report import run_halting_report
 from tests.conftest import tiny_train_config
 
 
-def test_halting_report_compares_full_and_halted_runs(tmp_path):
-    cfg = TrainExperiment.model_validate(tiny_train_config(**{
+def halting_config(**over) -> TrainExperiment:
+    return TrainExperiment.model_validate(tiny_train_config(**{
         "model.kwargs": {"width": 0.25}, "data.limit_train": 256, "data.limit_test": 128,
-        "train.epochs": 3, "halting": [{"kind": "plateau", "patience": 1, "min_delta": 1.0}]}))
-    result = run_halting_report(cfg, tmp_path / "h", progress=False)
+        "train.epochs": 3, "train.deterministic": True,
+        "halting": [{"kind": "plateau", "patience": 1, "min_delta": 1.0}], **over}))
+
+
+def test_halting_report_compares_full_and_halted_runs(tmp_path):
+    cfg = halting_config()
+    result = run_halting_report(cfg, tmp_path / "h", progress=False, share_prefix=False)
     full, halted = result["runs"]
     assert full["epochs"] == "3/3" and halted["epochs"] == "2/3"
     assert halted["images_seen"] == 2 * 256 and full["images_seen"] == 3 * 256
@@ -26,6 +31,58 @@ def test_halting_report_compares_full_and_halted_runs(tmp_path):
     assert result["full_run_acc_at_halt_epoch"] == halted["final_test_acc"]  # same seed
     report = (tmp_path / "h" / "HALTING.md").read_text()
     assert "saved **33.3%** of training FLOPs" in report and "identical to" in report
+    assert "trained from scratch" in report and not result["shared_prefix"]
+
+
+def metrics(run_dir):
+    timing = {"epoch_seconds", "images_per_s", "wall_seconds"}
+    return [{k: v for k, v in json.loads(x).items() if k not in timing}
+            for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def weights(run_dir):
+    from edgedistill.train.checkpoint import load_weights
+
+    return load_weights(run_dir / "model.safetensors")[0]
+
+
+def test_shared_prefix_branches_equal_runs_trained_alone(tmp_path):
+    """The full run branched from the halt, and an anneal branched from the same halt, end
+    exactly like the same configs trained from the first step."""
+    from edgedistill import api
+
+    cfg = halting_config()
+    result = run_halting_report(cfg, tmp_path / "h", progress=False, anneals=[0, 1])
+    assert result["shared_prefix"] and [v["anneal"] for v in result["variants"]] == [0, 1]
+    assert [r["epochs"] for r in result["runs"]] == ["3/3", "2/3", "3/3"]
+    assert result["runs"][2]["run"] == "halted, anneal 1"
+    assert (tmp_path / "h" / "halted" / "checkpoints" / "halt.pt").exists()
+    alone_full = tmp_path / "alone_full"
+    api.train(cfg.model_copy(update={"halting": []}), alone_full, progress=False)
+    alone_anneal = tmp_path / "alone_anneal"
+    summary = api.train(cfg.model_copy(update={"halting_anneal_epochs": 1}), alone_anneal,
+                        progress=False)
+    for branched, alone in ((tmp_path / "h" / "full", alone_full),
+                            (tmp_path / "h" / "halted-anneal1", alone_anneal)):
+        assert metrics(branched) == metrics(alone)
+        for name, tensor in weights(alone).items():
+            assert weights(branched)[name].equal(tensor), name
+    branched = json.loads((tmp_path / "h" / "halted-anneal1" / "summary.json").read_text())
+    assert branched["halted"]["epoch"] == summary["halted"]["epoch"] == 1
+    assert branched["halted"]["annealed_epochs"] == 1
+    report = (tmp_path / "h" / "HALTING.md").read_text()
+    assert "- anneal 1: saved 0.0% of training FLOPs" in report
+    assert "not trained twice" in report
+
+
+def test_resuming_a_halted_run_does_not_train_past_the_halt(tmp_path):
+    from edgedistill import api
+
+    cfg = halting_config()
+    first = api.train(cfg, tmp_path / "r", progress=False)
+    again = api.train(cfg, tmp_path / "r", resume=True, progress=False)
+    assert first["epochs_run"] == again["epochs_run"] == 2
+    assert again["halted"]["epoch"] == first["halted"]["epoch"]
 
 
 def test_design_train_end_to_end(tmp_path):

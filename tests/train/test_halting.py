@@ -35,6 +35,20 @@ def test_teacher_gap():
     assert "teacher_gap" in check_rule(rule, hist([0.915], teacher_acc=[0.92]))
 
 
+def test_rules_read_the_validation_split_when_the_run_holds_one_out():
+    plateau = HaltingRule(kind="plateau", patience=1, min_delta=0.01)
+    # test accuracy keeps rising, validation accuracy does not: the validation set decides
+    h = hist([0.5, 0.6], val_acc=[0.7, 0.7])
+    assert "plateau: validation accuracy 0.7000" in check_rule(plateau, h)
+    assert check_rule(plateau, hist([0.5, 0.6])) is None
+    gap = HaltingRule(kind="teacher_gap", epsilon=0.01)
+    h = hist([0.80], val_acc=[0.915], teacher_acc=[0.92], teacher_val_acc=[0.92])
+    assert "on the validation set" in check_rule(gap, h)
+    agree = HaltingRule(kind="agreement", threshold=0.9)
+    h = hist([0.8], val_acc=[0.8], agreement=[0.95], val_agreement=[0.85])
+    assert check_rule(agree, h) is None
+
+
 def test_loss_improvement_uses_distillation_terms():
     rule = HaltingRule(kind="loss_improvement", window=2, delta=0.05)
     h = hist([0.5, 0.6, 0.7], **{"loss/kd": [1.0, 0.99, 0.98], "loss/ce": [2.0, 1.0, 0.5]})

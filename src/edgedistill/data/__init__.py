@@ -1,6 +1,7 @@
 """Datasets as uint8 tensors in memory, and the pipeline that batches and augments them.
 
-``load_dataset(name)`` returns (train, test) ``ImageData``; ``BatchPipeline`` turns one
+``load_dataset(name)`` returns (train, test) ``ImageData`` (``load_splits`` also a
+held-out validation split); ``BatchPipeline`` turns one
 into deterministic batches. Importing this package registers every dataset below.
 """
 
@@ -12,7 +13,7 @@ from edgedistill.data import (  # noqa: F401  imported so that each dataset regi
     mnist_subset,
     synthetic,
 )
-from edgedistill.data.base import DATASETS, AugmentSpec, ImageData, load_dataset
+from edgedistill.data.base import DATASETS, AugmentSpec, ImageData, load_dataset, load_splits
 from edgedistill.data.pipeline import (
     AugDraw,
     Batch,
@@ -32,5 +33,6 @@ __all__ = [
     "apply_augment",
     "draw_augment",
     "load_dataset",
+    "load_splits",
     "normalize",
 ]

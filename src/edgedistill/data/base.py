@@ -91,6 +91,18 @@ class ImageData:
         return replace(self, images=self.images[keep], labels=self.labels[keep])
 
 
+    def split_off(self, n: int, seed: int = 0) -> tuple[ImageData, ImageData]:
+        """(the rest, ``n`` held-out samples): a class-stratified split fixed by ``seed``,
+        both kept in dataset order. The held-out part is labelled ``val``."""
+        if not 0 < n < len(self):
+            raise UsageError(f"{self.name}: val_split must be between 1 and {len(self) - 1} "
+                             f"(the training set has {len(self)} images), got {n}")
+        order = stratified_order(self.labels, seed)
+        held, rest = order[:n].sort().values, order[n:].sort().values
+        return (replace(self, images=self.images[rest], labels=self.labels[rest]),
+                replace(self, images=self.images[held], labels=self.labels[held], split="val"))
+
+
 def stratified_order(labels: torch.Tensor, seed: int) -> torch.Tensor:
     """A seeded permutation of indices whose every prefix holds the classes in proportion.
 
@@ -151,11 +163,22 @@ def make_splits(name: str, classes: list[str], train: tuple, test: tuple,
 def load_dataset(name: str, root: str | Path | None = None, limit_train: int | None = None,
                  limit_test: int | None = None, seed: int = 0,
                  **kw) -> tuple[ImageData, ImageData]:
-    """Load a registered dataset by name as (train, test).
+    """Load a registered dataset by name as (train, test); see ``load_splits``."""
+    train, _, test = load_splits(name, root, limit_train, limit_test, seed, **kw)
+    return train, test
 
-    ``limit_train`` draws a stratified subset with ``seed``; ``limit_test`` always uses
-    seed 0, so runs that differ only in seed are scored on the same test images.
-    Extra keywords go to the dataset's loader (e.g. ``image_size`` for imagefolder).
+
+def load_splits(name: str, root: str | Path | None = None, limit_train: int | None = None,
+                limit_test: int | None = None, seed: int = 0, val_split: int | None = None,
+                **kw) -> tuple[ImageData, ImageData | None, ImageData]:
+    """Load a registered dataset by name as (train, validation or None, test).
+
+    ``val_split`` images are held out of the training set first, always with seed 0, so
+    that runs of any seed validate on the same images and never train on them.
+    ``limit_train`` then draws a stratified subset of the rest with ``seed``;
+    ``limit_test`` always uses seed 0, so runs that differ only in seed are scored on the
+    same test images. Extra keywords go to the dataset's loader (e.g. ``image_size`` for
+    imagefolder).
     """
     loader = DATASETS.get(name)
     params = inspect.signature(loader).parameters
@@ -164,15 +187,19 @@ def load_dataset(name: str, root: str | Path | None = None, limit_train: int | N
     if unknown:
         raise UsageError(f"dataset {name!r} has no option {', '.join(unknown)}; "
                          f"its options are: {', '.join(allowed) or '(none)'}")
-    for what, limit in (("limit_train", limit_train), ("limit_test", limit_test)):
+    for what, limit in (("limit_train", limit_train), ("limit_test", limit_test),
+                        ("val_split", val_split)):
         if limit is not None and limit < 1:
             raise UsageError(f"{what} must be >= 1, got {limit}")
     train, test = loader(root=root, seed=seed, **kw)
+    val = None
+    if val_split is not None:
+        train, val = train.split_off(val_split, 0)
     if limit_train is not None:
         train = train.subset(limit_train, seed)
     if limit_test is not None:
         test = test.subset(limit_test, 0)
-    return train, test
+    return train, val, test
 
 
 def as_uint8(x: np.ndarray, scale: float) -> np.ndarray:

@@ -59,17 +59,23 @@ def build_source(cfg: DistillExperiment, teacher: nn.Module, device: torch.devic
 
 
 class TeacherReference(Callback):
-    """Adds the teacher's accuracy and the student-teacher agreement to each epoch."""
+    """Adds the teacher's accuracy and the student-teacher agreement to each epoch, on the
+    test set and, when the run holds one out, on the validation set."""
 
-    def __init__(self, teacher_acc: float, teacher_preds: torch.Tensor):
-        self.teacher_acc = teacher_acc
-        self.teacher_preds = teacher_preds
+    def __init__(self, test: dict[str, Any], val: dict[str, Any] | None = None):
+        self.test, self.val = test, val
 
     def on_epoch_end(self, trainer, record: dict[str, Any]) -> None:
-        record["teacher_acc"] = self.teacher_acc
-        preds = trainer.last_eval_preds
-        record["agreement"] = (preds == self.teacher_preds).float().mean().item()
+        record["teacher_acc"] = self.test["acc"]
+        record["agreement"] = agreement(trainer.last_eval_preds, self.test["preds"])
+        if self.val is not None:
+            record["teacher_val_acc"] = self.val["acc"]
+            record["val_agreement"] = agreement(trainer.last_val_preds, self.val["preds"])
         return None
+
+
+def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a == b).float().mean().item()
 
 
 def run_distill(cfg: DistillExperiment, out: str | Path, resume: bool = False,
@@ -79,7 +85,7 @@ def run_distill(cfg: DistillExperiment, out: str | Path, resume: bool = False,
     run_dir = api.prepare_run_dir(out, resume)
     api.configure_torch(cfg)
     device = resolve_device(cfg.train.device)
-    train_data, test_data = api.build_data(cfg.data, cfg.seed)
+    train_data, val_data, test_data = api.build_splits(cfg.data, cfg.seed)
     teacher = api.load_model(cfg.teacher.source)
     check_teacher_fits(teacher, train_data, cfg.teacher.source)
     student = build_student(cfg.student, teacher, train_data.num_classes,
@@ -87,11 +93,13 @@ def run_distill(cfg: DistillExperiment, out: str | Path, resume: bool = False,
     draws = cfg.teacher.cache.num_draws if cfg.teacher.mode == "cache" else None
     train_pipe, test_pipe = api.build_pipelines(cfg.data, train_data, test_data, cfg.seed,
                                                 device, num_draws=draws)
+    val_pipe = api.eval_pipeline(cfg.data, val_data, cfg.seed, device)
     teacher_eval = evaluate(teacher.to(device), test_pipe, device, cfg.train.amp)
+    teacher_val = evaluate(teacher, val_pipe, device, cfg.train.amp) if val_pipe else None
     source = build_source(cfg, teacher, device, run_dir)
     distiller = Distiller(student, teacher, source, cfg.losses)
     distiller.setup(train_pipe, train_pipe.batch(0, 0))
-    callbacks: list[Callback] = [TeacherReference(teacher_eval["acc"], teacher_eval["preds"])]
+    callbacks: list[Callback] = [TeacherReference(teacher_eval, teacher_val)]
     callbacks += halting_callbacks(cfg, has_teacher=True)
     if progress and cfg.train.progress:
         callbacks.append(PrintProgress())
@@ -99,10 +107,11 @@ def run_distill(cfg: DistillExperiment, out: str | Path, resume: bool = False,
     info = summarize(student, shape)
     extra = {"student": student_name(student.spec), "teacher": cfg.teacher.source,
              "teacher_acc": teacher_eval["acc"], "student_params": info["params"],
-             "student_flops": info["flops"], "teacher_mode": cfg.teacher.mode}
+             "student_flops": info["flops"], "teacher_mode": cfg.teacher.mode,
+             **({"teacher_val_acc": teacher_val["acc"]} if teacher_val else {})}
     try:
         trainer = Trainer(distiller, train_pipe, test_pipe, cfg, run_dir, callbacks, device,
-                          summary_extra=extra)
+                          summary_extra=extra, val_pipe=val_pipe)
         return trainer.fit(resume=resume)
     finally:
         source.close()

@@ -52,8 +52,9 @@ class PrintProgress(Callback):
         terms = " ".join(f"{k[5:]}={v:.3f}" for k, v in record.items() if k.startswith("loss/"))
         extra = "".join(f" {k}={record[k]:.3f}" for k in ("teacher_wait_s", "replicas")
                         if k in record)
+        val = f" val_acc {record['val_acc']:.4f}" if "val_acc" in record else ""
         print(f"epoch {record['epoch'] + 1}/{trainer.epochs} loss {record['train_loss']:.4f} "
-              f"({terms}) train_acc {record['train_acc']:.4f} test_acc {record['test_acc']:.4f} "
+              f"({terms}) train_acc {record['train_acc']:.4f} test_acc {record['test_acc']:.4f}{val} "
               f"{record['images_per_s']:.0f} img/s {record['epoch_seconds']:.1f}s{extra}",
               flush=True)
         return None

@@ -2,13 +2,17 @@
 
 Criteria (``halting:`` in any config, combined with ``halting_mode: any|all``):
 
-* ``plateau``: test accuracy has not improved by ``min_delta`` for ``patience`` epochs.
-* ``agreement``: the student's test predictions agree with the teacher's on at
+* ``plateau``: accuracy has not improved by ``min_delta`` for ``patience`` epochs.
+* ``agreement``: the student's predictions agree with the teacher's on at
   least ``threshold`` of samples.
 * ``teacher_gap``: teacher accuracy minus student accuracy is below ``epsilon``.
 * ``loss_improvement``: the relative improvement of the distillation loss (the sum of
   terms other than ``ce``; the total when there are none) over the last ``window``
   epochs is below ``delta``.
+
+Accuracy and agreement are read on the validation set when the run holds one out
+(``data.val_split``), so that the test set never steers training; otherwise on the test
+set, as the reason string then says.
 
 Each rule is a pure function of the metric history so it can be tested on synthetic
 sequences; ``HaltingCallback`` applies them and the Trainer writes the reason, epoch
@@ -31,27 +35,35 @@ def distill_loss(record: dict[str, Any]) -> float:
     return sum(terms.values()) if terms else record["train_loss"]
 
 
+def split_read(record: dict[str, Any]) -> tuple[str, str]:
+    """(key prefix, name) of the split halting reads: validation if held out, else test."""
+    return ("val_", "validation") if "val_acc" in record else ("", "test")
+
+
 def check_rule(rule: HaltingRule, history: list[dict[str, Any]]) -> str | None:
     """The reason to halt after the last record of ``history``, or None."""
     if len(history) < max(rule.min_epochs, 1):
         return None
     last = history[-1]
+    prefix, split = split_read(last)
+    acc = "val_acc" if prefix else "test_acc"
     if rule.kind == "plateau":
         if len(history) <= rule.patience:
             return None
-        best_before = max(r["test_acc"] for r in history[: -rule.patience])
-        recent = max(r["test_acc"] for r in history[-rule.patience:])
+        best_before = max(r[acc] for r in history[: -rule.patience])
+        recent = max(r[acc] for r in history[-rule.patience:])
         if recent < best_before + rule.min_delta:
-            return (f"plateau: test accuracy {recent:.4f} in the last {rule.patience} epochs did "
-                    f"not beat {best_before:.4f} by {rule.min_delta}")
+            return (f"plateau: {split} accuracy {recent:.4f} in the last {rule.patience} epochs "
+                    f"did not beat {best_before:.4f} by {rule.min_delta}")
     elif rule.kind == "agreement":
-        if last.get("agreement", 0.0) >= rule.threshold:
-            return f"agreement: student agrees with teacher on {last['agreement']:.4f} >= " \
-                   f"{rule.threshold}"
+        agreement = last.get(f"{prefix}agreement", 0.0)
+        if agreement >= rule.threshold:
+            return f"agreement: student agrees with teacher on {agreement:.4f} >= " \
+                   f"{rule.threshold} of the {split} set"
     elif rule.kind == "teacher_gap":
-        gap = last["teacher_acc"] - last["test_acc"]
+        gap = last[f"teacher_{prefix}acc"] - last[acc]
         if gap < rule.epsilon:
-            return f"teacher_gap: {gap:.4f} below {rule.epsilon}"
+            return f"teacher_gap: {gap:.4f} below {rule.epsilon} on the {split} set"
     elif rule.kind == "loss_improvement":
         if len(history) <= rule.window:
             return None

@@ -2,7 +2,11 @@
 
 A run directory holds ``config.yaml``, ``metrics.jsonl`` (one JSON object per
 epoch), ``summary.json``, ``model.safetensors`` (the eval model, last epoch),
-``checkpoints/last.pt`` (full state) and ``plots/``. Data order and augmentation
+``checkpoints/last.pt`` (full state), ``checkpoints/halt.pt`` (the state at the end of
+the epoch where a halting rule fired, from which the full schedule or another anneal can
+branch) and ``plots/``. With a validation pipeline, each epoch also records ``val_acc``
+and ``val_loss``, which halting rules then read instead of the test metrics. Data order
+and augmentation
 are pure functions of (seed, epoch, step), so a checkpoint that stores the
 model, optimizer, RNG and position resumes to the same numbers as a run that
 was never interrupted.
@@ -58,12 +62,13 @@ def evaluate(model: nn.Module, pipe, device: torch.device, amp: bool = True) -> 
 class Trainer:
     def __init__(self, task: nn.Module, train_pipe, test_pipe, cfg: RunBase, run_dir: str | Path,
                  callbacks: list[Callback] = (), device: torch.device | None = None,
-                 summary_extra: dict[str, Any] | None = None):
+                 summary_extra: dict[str, Any] | None = None, val_pipe=None):
         self.cfg = cfg
         self.summary_extra = dict(summary_extra or {})
         self.task = task
         self.train_pipe = train_pipe
         self.test_pipe = test_pipe
+        self.val_pipe = val_pipe
         self.run_dir = Path(run_dir)
         self.callbacks = list(callbacks)
         self.device = device or resolve_device(cfg.train.device)
@@ -84,6 +89,10 @@ class Trainer:
     def ckpt_path(self) -> Path:
         return self.run_dir / "checkpoints" / "last.pt"
 
+    @property
+    def halt_ckpt_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "halt.pt"
+
     def _fresh_accum(self) -> None:
         self.accum = {"loss_sums": {}, "correct": 0, "seen": 0, "epoch_seconds": 0.0}
 
@@ -97,7 +106,8 @@ class Trainer:
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "accum": self.accum, "wall": self.wall, "images_seen": self.images_seen,
             "best_acc": self.best_acc, "best_epoch": self.best_epoch,
-            "annealing": json.dumps(self.annealing), "spec": json.dumps(self.eval_spec()),
+            "annealing": json.dumps(self.annealing), "halted": json.dumps(self.halted),
+            "spec": json.dumps(self.eval_spec()),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -112,6 +122,11 @@ class Trainer:
         self.wall, self.images_seen = state["wall"], state["images_seen"]
         self.best_acc, self.best_epoch = state["best_acc"], state["best_epoch"]
         self.annealing = json.loads(state.get("annealing", "null"))
+        self.halted = json.loads(state.get("halted", "null"))
+        pending = json.loads(state.get("pending_halt", "null"))
+        if pending and self.cfg.halting:
+            # a branch from halt.pt: this run's own anneal setting decides what follows
+            self._halt(pending["reasons"], pending["record"])
 
     def eval_spec(self) -> dict:
         return getattr(self.task.eval_model, "spec", {})
@@ -225,13 +240,18 @@ class Trainer:
         self.wall += time.perf_counter() - tic
         result = evaluate(self.task.eval_model, self.test_pipe, self.device, self.cfg.train.amp)
         self.last_eval_preds = result["preds"]
+        val = {}
+        if self.val_pipe is not None:
+            res = evaluate(self.task.eval_model, self.val_pipe, self.device, self.cfg.train.amp)
+            self.last_val_preds = res["preds"]
+            val = {"val_acc": res["acc"], "val_loss": res["loss"]}
         seen = max(self.accum["seen"], 1)
         record: dict[str, Any] = {
             "epoch": self.epoch, "lr": lr,
             "train_loss": sum(self.accum["loss_sums"].values()) / seen,
             **{f"loss/{k}": v / seen for k, v in self.accum["loss_sums"].items()},
             "train_acc": self.accum["correct"] / seen,
-            "test_acc": result["acc"], "test_loss": result["loss"],
+            "test_acc": result["acc"], "test_loss": result["loss"], **val,
             "epoch_seconds": train_seconds, "images_per_s": self.accum["seen"] / train_seconds,
             "wall_seconds": self.wall, "images_seen": self.images_seen,
         }
@@ -249,6 +269,9 @@ class Trainer:
         self.epoch += 1
         self.step = 0
         self._fresh_accum()
+        if reasons and self.annealing is None:
+            save_checkpoint(self.halt_ckpt_path, {
+                **self.state(), "pending_halt": json.dumps({"reasons": reasons, "record": record})})
         self._halt(reasons, record)
         save_weights(self.run_dir / "model.safetensors", self.task.eval_model.state_dict(),
                      self.eval_spec())
@@ -262,6 +285,7 @@ class Trainer:
             "name": self.cfg.name, "spec": self.eval_spec(), "device": str(self.device),
             "epochs_run": len(self.records), "epochs_planned": self.epochs,
             "final_test_acc": last.get("test_acc"), "best_test_acc": self.best_acc,
+            **({"final_val_acc": last["val_acc"]} if "val_acc" in last else {}),
             "best_epoch": self.best_epoch, "wall_seconds": self.wall,
             "images_seen": self.images_seen, "halted": self.halted,
         }
