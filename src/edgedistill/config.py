@@ -74,6 +74,9 @@ class TrainConfig(Strict):
         "auto", description="layout of 4-D weights; auto = channels_last (faster on CPU and GPU)")
     deterministic: bool = False
     checkpoint_every_steps: int | None = Field(None, gt=0)
+    keep_epoch_checkpoints: bool = Field(
+        False, description="also keep checkpoints/epochNNN.pt after every epoch (halting "
+        "rules can then be replayed on the finished run)")
     progress: bool = True
 
 
@@ -83,6 +86,10 @@ class HaltingRule(Strict):
     kind: Literal["plateau", "agreement", "teacher_gap", "loss_improvement"]
     patience: int = Field(3, gt=0)
     min_delta: float = Field(0.001, ge=0)
+    statistic: Literal["max", "mean"] = Field(
+        "max", description="plateau: compare the best (max) or the mean accuracy of the last "
+        "`patience` epochs with the best of all before (max) or the mean of the `patience` "
+        "before them (mean; one lucky epoch does not set the bar)")
     threshold: float = Field(0.95, gt=0)
     epsilon: float = Field(0.005, ge=0)
     window: int = Field(3, gt=0)

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from edgedistill.config import TrainExperiment
 from edgedistill.design.cli import design_app
-from edgedistill.design.halting_report import run_halting_report
+from edgedistill.design.halting_report import replay_halting, run_halting_report
 from tests.conftest import tiny_train_config
 
 
@@ -73,6 +73,34 @@ def test_shared_prefix_branches_equal_runs_trained_alone(tmp_path):
     report = (tmp_path / "h" / "HALTING.md").read_text()
     assert "- anneal 1: saved 0.0% of training FLOPs" in report
     assert "not trained twice" in report
+
+
+def test_replayed_rules_equal_a_live_halted_run(tmp_path):
+    """Rules tried on a finished full run (epoch checkpoints kept) give exactly the run
+    that training with them would have given; only the anneal is trained."""
+    from edgedistill import api
+    from edgedistill.config import HaltingRule
+    from edgedistill.errors import UsageError
+
+    cfg = halting_config(**{"train.epochs": 4, "halting_anneal_epochs": 1})
+    rules = [HaltingRule(kind="plateau", patience=1, min_delta=1.0)]
+    full_cfg = cfg.model_copy(update={"halting": [], "train": cfg.train.model_copy(
+        update={"keep_epoch_checkpoints": True})})
+    api.train(full_cfg, tmp_path / "full", progress=False)
+    assert sorted(p.name for p in (tmp_path / "full" / "checkpoints").glob("epoch*.pt")) == [
+        "epoch000.pt", "epoch001.pt", "epoch002.pt", "epoch003.pt"]
+    live = api.train(cfg, tmp_path / "live", progress=False)
+    replayed = replay_halting(tmp_path / "full", cfg, rules, 1, tmp_path / "replay")
+    assert replayed["halted"]["epoch"] == live["halted"]["epoch"] == 1
+    assert replayed["epochs_run"] == live["epochs_run"] == 3
+    assert metrics(tmp_path / "replay") == metrics(tmp_path / "live")
+    for name, tensor in weights(tmp_path / "live").items():
+        assert weights(tmp_path / "replay")[name].equal(tensor), name
+    never = [HaltingRule(kind="plateau", patience=10)]  # longer than the run
+    assert replay_halting(tmp_path / "full", cfg, never, 1, tmp_path / "never") is None
+    (tmp_path / "full" / "checkpoints" / "epoch001.pt").unlink()
+    with pytest.raises(UsageError, match="keep_epoch_checkpoints"):
+        replay_halting(tmp_path / "full", cfg, rules, 1, tmp_path / "missing")
 
 
 def test_resuming_a_halted_run_does_not_train_past_the_halt(tmp_path):

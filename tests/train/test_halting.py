@@ -23,6 +23,19 @@ def test_plateau_fires_only_after_patience_without_improvement():
     assert check_rule(rule, hist([0.5, 0.7, 0.705, 0.72])) is None
 
 
+def test_mean_plateau_is_not_held_back_by_one_lucky_epoch():
+    # a spike at 0.86 among noisy epochs that still rise on average
+    accs = [0.74, 0.79, 0.56, 0.80, 0.86, 0.81, 0.85, 0.86]
+    best = HaltingRule(kind="plateau", patience=3, min_delta=0.002)
+    mean = HaltingRule(kind="plateau", patience=3, min_delta=0.002, statistic="mean")
+    assert "plateau" in check_rule(best, hist(accs))
+    assert check_rule(mean, hist(accs)) is None  # 0.84 last 3 vs 0.74 the 3 before
+    assert check_rule(mean, hist([0.8] * 5)) is None  # needs 2 x patience epochs
+    slow = HaltingRule(kind="plateau", patience=3, min_delta=0.01, statistic="mean")
+    reason = check_rule(slow, hist([0.80, 0.81, 0.82, 0.82, 0.81, 0.82]))
+    assert "mean test accuracy 0.8167 of the last 3 epochs did not beat 0.8100 by 0.01" in reason
+
+
 def test_agreement_threshold():
     rule = HaltingRule(kind="agreement", threshold=0.9)
     assert check_rule(rule, hist([0.8], agreement=[0.89])) is None

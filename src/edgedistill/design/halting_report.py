@@ -4,7 +4,10 @@ Both runs share config and seed, so they are identical up to the epoch where a h
 rule fires. The halted run goes first and saves its state at that epoch
 (``checkpoints/halt.pt``); the full run continues from there instead of training those
 epochs again (``share_prefix``; resuming is bit-exact, tested), and so can runs that try
-other anneal lengths after the same halt. Compute is the usual
+other anneal lengths after the same halt. ``replay_halting`` goes further: the rules
+are pure functions of the metric history, so on a full run kept with
+``train.keep_epoch_checkpoints`` any other rule set is tried by reading its halting epoch
+off the full run's records and training only its anneal. Compute is the usual
 training estimate: 3 x the student's forward FLOPs per image seen (forward + backward),
 plus the teacher's forward FLOPs for every teacher output used (online and pool: one
 per image seen; cache: one per cached image and draw). Evaluation passes are not counted.
@@ -18,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.config import DistillExperiment, HaltingRule, RunBase
+from edgedistill.errors import UsageError
 from edgedistill.report.markdown import markdown_table
-from edgedistill.train.halting import TEACHER_RULES
+from edgedistill.train.checkpoint import load_checkpoint, save_checkpoint
+from edgedistill.train.halting import TEACHER_RULES, should_halt
+from edgedistill.train.trainer import epoch_checkpoint
 
 DEFAULT_RULES = {
     "distill": [HaltingRule(kind="plateau", patience=3, min_delta=0.002),
@@ -35,10 +41,26 @@ def default_rules(cfg: RunBase) -> list[HaltingRule]:
     return list(DEFAULT_RULES["distill" if isinstance(cfg, DistillExperiment) else "train"])
 
 
+BOOKKEEPING = {"progress", "keep_epoch_checkpoints"}  # train keys that change no result
+
+
+def finished(cfg: RunBase, out: Path) -> dict[str, Any] | None:
+    """The summary of a run of ``cfg`` that already ended in ``out``, else None."""
+    import yaml
+
+    if not (out / "summary.json").exists() or not (out / "config.yaml").exists():
+        return None
+    done = type(cfg).model_validate(yaml.safe_load((out / "config.yaml").read_text()))
+    same = [c.model_dump(exclude={"train": BOOKKEEPING}) for c in (cfg, done)]
+    return json.loads((out / "summary.json").read_text()) if same[0] == same[1] else None
+
+
 def _run(cfg: RunBase, out: Path, resume: bool, progress: bool) -> dict[str, Any]:
     from edgedistill import api
     from edgedistill.distill.run import run_distill
 
+    if resume and (summary := finished(cfg, out)) is not None:
+        return summary
     if isinstance(cfg, DistillExperiment):
         return run_distill(cfg, out, resume=resume, progress=progress)
     return api.train(cfg, out, resume=resume, progress=progress)
@@ -73,14 +95,58 @@ def run_row(label: str, summary: dict, flops: tuple[int, int, int], cfg: RunBase
             "halted": halted.get("reason", "-")}
 
 
-def branch(src: Path, dst: Path, checkpoint: str) -> None:
-    """Start run ``dst`` from ``src``'s ``checkpoint``, with ``src``'s epoch records (the
-    Trainer keeps those before the checkpoint's epoch). A no-op once ``dst`` has begun."""
+def branch(src: Path, dst: Path, checkpoint: str, upto: int | None = None) -> None:
+    """Start run ``dst`` from ``src``'s ``checkpoint``, the state after epoch index ``upto``
+    (None: don't keep epoch checkpoints), with ``src``'s epoch records (the Trainer keeps
+    those before the checkpoint's epoch) and the epoch checkpoints ``src`` kept before it.
+    A no-op once ``dst`` has begun."""
     if (dst / "checkpoints" / "last.pt").exists():
         return
     (dst / "checkpoints").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src / "checkpoints" / checkpoint, dst / "checkpoints" / "last.pt")
+    start = src / "checkpoints" / checkpoint
+    if upto is not None:
+        for epoch in range(upto):
+            kept = epoch_checkpoint(src, epoch)
+            if kept.exists():
+                shutil.copyfile(kept, epoch_checkpoint(dst, epoch))
+        if epoch_checkpoint(src, upto).exists():  # src's own is past the halt: annealing
+            shutil.copyfile(start, epoch_checkpoint(dst, upto))
+    shutil.copyfile(start, dst / "checkpoints" / "last.pt")
     shutil.copyfile(src / "metrics.jsonl", dst / "metrics.jsonl")
+
+
+def replay_halting(full_dir: str | Path, cfg: RunBase, rules: list[HaltingRule], anneal: int,
+                   out: str | Path, progress: bool = False) -> dict[str, Any] | None:
+    """The run that ``rules`` with ``anneal`` would have given, from the finished full run of
+    ``cfg`` in ``full_dir`` (kept with ``train.keep_epoch_checkpoints``), written to ``out``;
+    None when no rule fires within the full run.
+
+    The epoch where the rules fire is read off the full run's records (a rule sees the
+    same history there as in a live run); training restarts from that epoch's checkpoint
+    with the halt pending, so only the anneal is trained. Bit-identical to a live run of
+    the same config (tested)."""
+    full_dir, out = Path(full_dir), Path(out)
+    lines = (full_dir / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(x) for x in lines if x.strip()]
+    for epoch in range(len(records)):
+        reason = should_halt(rules, records[:epoch + 1], cfg.halting_mode)
+        if reason:
+            break
+    else:
+        return None
+    if not (out / "checkpoints" / "last.pt").exists():
+        kept = epoch_checkpoint(full_dir, epoch)
+        if not kept.exists():
+            raise UsageError(f"{kept} is missing: the rules fire after epoch {epoch + 1}, and "
+                             "replaying needs the full run's checkpoint of that epoch; train "
+                             "it with train.keep_epoch_checkpoints: true")
+        state = load_checkpoint(kept)
+        state["pending_halt"] = json.dumps({"reasons": [reason], "record": records[epoch]})
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        save_checkpoint(out / "checkpoints" / "last.pt", state)
+        shutil.copyfile(full_dir / "metrics.jsonl", out / "metrics.jsonl")
+    return _run(cfg.model_copy(update={"halting": rules, "halting_anneal_epochs": anneal}),
+                out, True, progress)
 
 
 def run_halting_report(cfg: RunBase, out: str | Path, resume: bool = False,
@@ -107,7 +173,8 @@ def run_halting_report(cfg: RunBase, out: str | Path, resume: bool = False,
     summaries = {"halted": _run(halted_cfg(anneals[0]), halted_dir, resume, progress)}
     fired = (halted_dir / "checkpoints" / "halt.pt").exists()
     if share_prefix:
-        branch(halted_dir, out / "full", "halt.pt" if fired else "last.pt")
+        halt_epoch = (summaries["halted"].get("halted") or {}).get("epoch")
+        branch(halted_dir, out / "full", "halt.pt" if fired else "last.pt", halt_epoch)
     summaries["full"] = _run(cfg.model_copy(update={"halting": []}), out / "full",
                              resume or share_prefix, progress)
     for k in anneals[1:] if fired else []:

@@ -2,7 +2,11 @@
 
 Criteria (``halting:`` in any config, combined with ``halting_mode: any|all``):
 
-* ``plateau``: accuracy has not improved by ``min_delta`` for ``patience`` epochs.
+* ``plateau``: accuracy has not improved by ``min_delta`` for ``patience`` epochs
+  (``statistic: max``: the best of the last ``patience`` epochs against the best of all
+  before; ``mean``: their mean against the mean of the ``patience`` epochs before them,
+  so that one lucky epoch at a high learning rate does not set a bar the noisy epochs
+  after it must beat).
 * ``agreement``: the student's predictions agree with the teacher's on at
   least ``threshold`` of samples.
 * ``teacher_gap``: teacher accuracy minus student accuracy is below ``epsilon``.
@@ -50,11 +54,19 @@ def check_rule(rule: HaltingRule, history: list[dict[str, Any]]) -> str | None:
     if rule.kind == "plateau":
         if len(history) <= rule.patience:
             return None
-        best_before = max(r[acc] for r in history[: -rule.patience])
-        recent = max(r[acc] for r in history[-rule.patience:])
-        if recent < best_before + rule.min_delta:
-            return (f"plateau: {split} accuracy {recent:.4f} in the last {rule.patience} epochs "
-                    f"did not beat {best_before:.4f} by {rule.min_delta}")
+        p = rule.patience
+        if rule.statistic == "mean":
+            if len(history) < 2 * p:
+                return None
+            recent = sum(r[acc] for r in history[-p:]) / p
+            before = sum(r[acc] for r in history[-2 * p:-p]) / p
+            what = f"mean {split} accuracy {recent:.4f} of the last {p} epochs"
+        else:
+            before = max(r[acc] for r in history[:-p])
+            recent = max(r[acc] for r in history[-p:])
+            what = f"{split} accuracy {recent:.4f} in the last {p} epochs"
+        if recent < before + rule.min_delta:
+            return f"plateau: {what} did not beat {before:.4f} by {rule.min_delta}"
     elif rule.kind == "agreement":
         agreement = last.get(f"{prefix}agreement", 0.0)
         if agreement >= rule.threshold:

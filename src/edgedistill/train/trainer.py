@@ -4,7 +4,8 @@ A run directory holds ``config.yaml``, ``metrics.jsonl`` (one JSON object per
 epoch), ``summary.json``, ``model.safetensors`` (the eval model, last epoch),
 ``checkpoints/last.pt`` (full state), ``checkpoints/halt.pt`` (the state at the end of
 the epoch where a halting rule fired, from which the full schedule or another anneal can
-branch) and ``plots/``. With a validation pipeline, each epoch also records ``val_acc``
+branch), with ``train.keep_epoch_checkpoints`` also ``checkpoints/epochNNN.pt``, and
+``plots/``. With a validation pipeline, each epoch also records ``val_acc``
 and ``val_loss``, which halting rules then read instead of the test metrics. Data order
 and augmentation
 are pure functions of (seed, epoch, step), so a checkpoint that stores the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,11 @@ def evaluate(model: nn.Module, pipe, device: torch.device, amp: bool = True) -> 
     model.train(was_training)
     return {"acc": correct / max(seen, 1), "loss": loss_sum / max(seen, 1),
             "preds": torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)}
+
+
+def epoch_checkpoint(run_dir: str | Path, epoch: int) -> Path:
+    """Where ``train.keep_epoch_checkpoints`` keeps the state after epoch index ``epoch``."""
+    return Path(run_dir) / "checkpoints" / f"epoch{epoch:03d}.pt"
 
 
 class Trainer:
@@ -276,6 +283,8 @@ class Trainer:
         save_weights(self.run_dir / "model.safetensors", self.task.eval_model.state_dict(),
                      self.eval_spec())
         self.save()
+        if self.cfg.train.keep_epoch_checkpoints:
+            shutil.copyfile(self.ckpt_path, epoch_checkpoint(self.run_dir, self.epoch - 1))
 
     def _finish(self) -> dict[str, Any]:
         from edgedistill.report.plots import plot_training_curves
