@@ -3,12 +3,16 @@ against measured runs of a real server over a shaped link.
 
 1. ``split train`` the config (skipped when OUT already holds a finished run);
 2. start ``split serve`` on 127.0.0.1 in its own process (ONNX Runtime tail); the
-   HTTP cost per request is calibrated on unshaped split requests (round trip minus
-   the server's own time);
+   fixed cost per request (HTTP stacks, client, server event loop) is calibrated on
+   real split and classify requests over a link that costs nothing;
 3. plan with a device ``--device-slowdown`` times slower than this host;
 4. at each ``--validate`` bandwidth, send ``--requests`` test images per option with
    the client-side shaper (``Link``) and the same device emulation, and print planned
-   against measured median latency, and the fastest option measured.
+   against measured median latency, and the fastest option measured;
+5. plan again: the emulated device is k times *this host now*, so a change of the
+   host's speed between plan and run (other jobs on a shared machine) shows up k-fold
+   in the measured device time. The second plan, calibrated right after the run,
+   shows how far the host moved; errors are against the first plan.
 
     .venv/bin/python benchmarks/split_bench.py --teacher runs/teacher_resnet20 \\
         --set data.limit_train=10000 --out runs/split_bench
@@ -36,10 +40,10 @@ from edgedistill.report.markdown import markdown_table
 from edgedistill.split.client import SplitClient
 from edgedistill.split.config import SplitExperiment
 from edgedistill.split.images import normalize_uint8
-from edgedistill.split.measure import calibrate_rpc_ms, health_rtt_ms, run_plan
+from edgedistill.split.measure import health_rtt_ms, run_plan
 from edgedistill.split.model import read_meta
 from edgedistill.split.planner import ComputeProfile
-from edgedistill.split.shaper import Link
+from edgedistill.split.shaper import Link, precise_sleep
 from edgedistill.split.train import load_split_data, run_split_train
 
 
@@ -81,7 +85,8 @@ def start_server(run: Path, token_file: Path, bottleneck: str | None = None
 
 
 class LocalTeacher:
-    """Measured 'teacher on device': ONNX Runtime at batch 1, with the device slowdown."""
+    """Measured 'teacher on device': ONNX Runtime at batch 1, lasting ``slowdown`` times
+    its CPU time here, as ``SplitClient`` emulates device steps."""
 
     def __init__(self, run: Path, slowdown: float):
         from edgedistill.export.onnx import session
@@ -93,9 +98,10 @@ class LocalTeacher:
     def __call__(self, image: np.ndarray) -> float:
         from edgedistill.export.onnx import run_session
 
-        tic = time.perf_counter()
+        tic, cpu = time.perf_counter(), time.thread_time()
         run_session(self.sess, normalize_uint8(image[None], self.meta["mean"], self.meta["std"]))
-        time.sleep((time.perf_counter() - tic) * (self.slowdown - 1))
+        device_s = (time.thread_time() - cpu) * self.slowdown
+        precise_sleep(device_s - (time.perf_counter() - tic))
         return (time.perf_counter() - tic) * 1e3
 
 
@@ -152,24 +158,32 @@ def main() -> None:
     others = {name: start_server(run, token_file, name) for name in names
               if name != meta["chosen"]}  # one server per extra bottleneck
     servers = {name: others[name][1] if name in others else url for name in names}
+    token = token_file.read_text()
     try:
-        with SplitClient(run, url, token_file.read_text()) as client:
-            rpc = calibrate_rpc_ms(client, load_split_data(cfg)[1].images.numpy()[0])
         health = health_rtt_ms(url)
         device = ComputeProfile(name=f"host/{args.device_slowdown:g}",
                                 slowdown=args.device_slowdown)
         sweep = sorted({*map(float, args.sweep.split(",")), *map(float,
                                                                   args.validate.split(","))})
-        result = run_plan(run, device, ComputeProfile(), sweep, args.local_model,
-                          rtt_ms=2 * args.delay_ms, rpc_overhead_ms=rpc)
+
+        def calibrated_plan(out: Path) -> dict:
+            return run_plan(run, device, ComputeProfile(), sweep, args.local_model,
+                            rtt_ms=2 * args.delay_ms, server_url=url, token=token, out=out)
+
+        result = calibrated_plan(run / "plan")
+        calibration = result["measured"]["request_overhead"]
+        rpc = calibration["overhead_ms"]
         print(Path(result["markdown"]).read_text())
         _, test = load_split_data(cfg)
         images = test.images.numpy()[:args.requests]
         planned = {r["mbit"]: r["latency_ms"] for r in result["rows"]}
         mbits = [float(b) for b in args.validate.split(",")]
         load = os.getloadavg()[0]
-        got = measure(run, url, token_file.read_text(), images, mbits, args.delay_ms,
-                      args.device_slowdown, servers)
+        got = measure(run, url, token, images, mbits, args.delay_ms, args.device_slowdown,
+                      servers)
+        load = max(load, os.getloadavg()[0])
+        after = calibrated_plan(run / "plan_after")
+        replanned = {r["mbit"]: r["latency_ms"] for r in after["rows"]}
         rows = []
         for mbit in mbits:
             mine = {option: ms for (b, option), ms in got.items() if b == mbit}
@@ -179,22 +193,29 @@ def main() -> None:
                 rows.append({"Mbit/s": f"{mbit:g}", "option": option,
                              "planned ms": f"{plan_ms:.2f}", "measured ms": f"{ms:.2f}",
                              "error %": f"{100 * (plan_ms - ms) / ms:+.1f}",
+                             "planned after ms": f"{replanned[mbit][option]:.2f}",
                              "fastest measured": "yes" if option == fastest else ""})
-        load = max(load, os.getloadavg()[0])
+        step = [p["measured"]["teacher"]["device_step_ms"] for p in (result, after)]
     finally:
         for p in [proc, *(p for p, _ in others.values())]:
             p.terminate()
             p.wait(timeout=30)
+    worst = max(abs(float(r["error %"])) for r in rows)
     print(f"# planned vs measured (device {args.device_slowdown:g}x slower than this host, "
-          f"delay {args.delay_ms} ms each way, HTTP overhead {rpc:.2f} ms calibrated on "
-          f"unshaped split requests (GET /health: {health:.2f} ms), "
+          f"delay {args.delay_ms} ms each way, request overhead {rpc:.2f} ms calibrated on "
+          f"{calibration['requests']} split/classify requests (split {calibration['split_ms']:.2f}"
+          f", classify {calibration['classify_ms']:.2f}; GET /health: {health:.2f} ms), "
           f"{args.requests} requests per point, load average up to {load:.1f} on "
-          f"{os.cpu_count()} cores)\n")
+          f"{os.cpu_count()} cores; host teacher step {step[0]:.3f} ms before the run, "
+          f"{step[1]:.3f} ms after ({100 * (step[1] / step[0] - 1):+.1f}%); "
+          f"largest error {worst:.1f}%)\n")
     print(markdown_table(rows))
     report = {"date": date.today().isoformat(), "argv": sys.argv, "train_seconds": train_seconds,
-              "rpc_overhead_ms": rpc, "health_rtt_ms": health, "load_average": load,
-              "validation": rows,
-              "plan": result["rows"]}
+              "rpc_overhead_ms": rpc, "calibration": calibration,
+              "calibration_after": after["measured"]["request_overhead"],
+              "teacher_step_ms": {"before": step[0], "after": step[1]},
+              "health_rtt_ms": health, "load_average": load, "max_abs_error_pct": worst,
+              "validation": rows, "plan": result["rows"], "plan_after": after["rows"]}
     (run / "bench.json").write_text(json.dumps(report, indent=2))
 
 

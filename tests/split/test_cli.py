@@ -52,6 +52,12 @@ def test_plan_writes_table_json_and_plot(split_run, teacher_file, tmp_path):
                 expected += 4 + 1.5 + 8 * (o["up_bytes"] + o["down_bytes"]) / (
                     1000 * row["mbit"]) + o["server_ms"]
             assert row["latency_ms"][o["name"]] == pytest.approx(expected)
+    assert plan["measured"]["request_overhead"] == {"method": "given", "overhead_ms": 1.5}
+    for o in plan["options"]:
+        assert o["breakdown"]["overhead_ms"] == (1.5 if o["remote"] else 0.0)
+        assert o["breakdown"]["device_ms"] == o["device_ms"]
+    assert plan["measured"]["teacher"]["device_step_ms"] > plan["measured"]["normalize_ms"] > 0
+    assert "request overhead ms" in result.output
     assert "| 0.5 |" in result.output
 
 

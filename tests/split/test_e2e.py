@@ -18,6 +18,7 @@ from edgedistill.errors import UsageError
 from edgedistill.split.client import SplitClient
 from edgedistill.split.evaluate import wire_roundtrip
 from edgedistill.split.images import normalize_uint8
+from edgedistill.split.measure import calibrate_on_server, run_plan
 from edgedistill.split.model import load_split, read_meta
 from edgedistill.split.shaper import Link
 
@@ -106,3 +107,21 @@ def test_shaped_link_slows_the_request_as_modelled(split_run, server, token_file
     wire_ms = 8 * (shaped["bytes"]["request"] + shaped["bytes"]["response"]) / 100
     extra = shaped["timing_ms"]["network"] - base["timing_ms"]["network"]
     assert wire_ms + 40 - 15 < extra < wire_ms + 40 + 60, (extra, wire_ms)
+
+
+def test_overhead_is_calibrated_on_real_requests(split_run, server, token_file):
+    images = np.random.default_rng(1).integers(0, 256, (3, *read_meta(split_run)["input_shape"]),
+                                                np.uint8)
+    token = token_file.read_text().strip()
+    got = calibrate_on_server(split_run, server, token, images)
+    assert got["requests"] == 60
+    # loopback HTTP through two Python stacks: more than nothing, far less than a second
+    for key in ("overhead_ms", "split_ms", "classify_ms"):
+        assert 0.05 < got[key] < 1000, got
+    from edgedistill.split.planner import ComputeProfile
+
+    result = run_plan(split_run, ComputeProfile(), ComputeProfile(), [1.0], server_url=server,
+                      token=token, out=split_run / "plan_calibrated")
+    calibration = result["measured"]["request_overhead"]
+    assert calibration["method"] == "requests"
+    assert result["settings"]["rpc_overhead_ms"] == round(calibration["overhead_ms"], 3)

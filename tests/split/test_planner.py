@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from edgedistill.errors import UsageError
-from edgedistill.split.planner import ComputeProfile, Option, load_profile, plan
-from edgedistill.split.shaper import Link, TokenBucket
+from edgedistill.split.measure import (
+    calibrate_overhead_ms,
+    interleaved_ms,
+    request_overhead_ms,
+)
+from edgedistill.split.planner import (
+    ComputeProfile,
+    Option,
+    breakdown,
+    load_profile,
+    options_json,
+    plan,
+    plan_markdown,
+)
+from edgedistill.split.shaper import SPIN_S, Link, TokenBucket, precise_sleep
 
 OPTIONS = [
     Option("teacher on device", 0.90, device_ms=40.0),
@@ -36,6 +50,116 @@ def test_latencies_match_hand_computed_values():
     assert all(r["latency_ms"]["teacher on device"] == 40.0 for r in rows)
     # the local model is fastest but 10 points worse: not eligible
     assert [r["best"] for r in rows] == ["teacher on device", "split c2", "split c2"]
+
+
+def test_breakdown_shows_the_request_overhead_as_its_own_term():
+    jpeg, split, teacher = OPTIONS[2], OPTIONS[3], OPTIONS[0]
+    # split c2: 8 * (375 + 250) / 1000 = 5 ms at 1 Mbit/s
+    assert breakdown(split, rtt_ms=10.0, rpc_overhead_ms=2.5) == {
+        "device_ms": 2.0, "rtt_ms": 10.0, "overhead_ms": 2.5, "transfer_ms_at_1mbit": 5.0,
+        "server_ms": 3.0}
+    # local options cross no network: no rtt, no request overhead
+    assert breakdown(teacher, 10.0, 2.5) == {
+        "device_ms": 40.0, "rtt_ms": 0.0, "overhead_ms": 0.0, "transfer_ms_at_1mbit": 0.0,
+        "server_ms": 0.0}
+    rows = plan(OPTIONS, [0.5, 4.0], 0.90, 0.01, rtt_ms=10.0, rpc_overhead_ms=2.5)
+    for row in rows:
+        for o in (jpeg, split, teacher):
+            b = breakdown(o, 10.0, 2.5)
+            terms = (b["device_ms"] + b["rtt_ms"] + b["overhead_ms"] + b["server_ms"]
+                     + b["transfer_ms_at_1mbit"] / row["mbit"])
+            assert row["latency_ms"][o.name] == pytest.approx(terms)
+    # by hand: split at 0.5 Mbit/s 2 + 10 + 2.5 + 10 + 3 = 27.5; jpeg at 4: 1 + 10 + 2.5 + 3 + 4
+    assert rows[0]["latency_ms"]["split c2"] == pytest.approx(27.5)
+    assert rows[1]["latency_ms"]["send jpeg95"] == pytest.approx(20.5)
+    md = plan_markdown(OPTIONS, rows, 0.90, 0.01, {"rtt_ms": 10.0}, 10.0, 2.5)
+    assert "request overhead ms" in md
+    assert "| split c2 | 0.8950 | 375 | 250 | 2.000 | 10.000 | 2.500 | 5.000 | 3.000 |" in md
+    assert "| teacher on device | 0.9000 | 0 | 0 | 40.000 | 0.000 | 0.000 | 0.000 | 0.000 |" in md
+    assert options_json(OPTIONS, 10.0, 2.5)[3]["breakdown"]["overhead_ms"] == 2.5
+
+
+class FakeClient:
+    """Answers like ``SplitClient`` with fixed timings: split requests cost 3 ms beyond
+    head 1 + encode 0.5 + tail 1.5 (total 6), classify requests 4 ms (total 7.5)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def infer(self, images):
+        self.calls.append("split")
+        n = sum(c == "split" for c in self.calls)
+        return {"timing_ms": {"head": 1.0, "encode": 0.5, "network": 2.9, "queue": 0.1,
+                              "tail": 1.5, "total": 6.0 + (n % 2) * 0.2}}
+
+    def classify(self, image, fmt):
+        assert fmt == "png"
+        self.calls.append("classify")
+        return {"timing_ms": {"head": 0.0, "encode": 2.0, "network": 3.8, "queue": 0.2,
+                              "tail": 1.5, "total": 7.5}}
+
+
+def test_request_overhead_is_total_minus_device_and_server_compute():
+    t = {"head": 1.0, "encode": 0.5, "network": 2.9, "queue": 0.1, "tail": 1.5, "total": 6.0}
+    assert request_overhead_ms(t) == pytest.approx(3.0)  # network + queue
+    client = FakeClient()
+    got = calibrate_overhead_ms(client, np.zeros((3, 1, 4, 4), np.uint8), repeats=4, gap_s=0)
+    # 3 warm-up rounds, then 4 rounds alternating split, classify
+    assert client.calls == ["split", "classify"] * 7
+    # split overheads 3.0, 3.2, 3.0, 3.2 (median 3.1); classify 4.0 each;
+    # all eight: 3.0 3.0 3.2 3.2 4 4 4 4 -> median 3.6
+    assert got == pytest.approx({"overhead_ms": 3.6, "split_ms": 3.1, "classify_ms": 4.0,
+                                 "requests": 8})
+
+
+def test_steps_are_timed_round_robin_over_their_inputs():
+    import time
+
+    calls = []
+    steps = {"a": (lambda v: calls.append(("a", v)), [(1,), (2,)]),
+             "slow": (lambda v: (calls.append(("slow", v)), time.sleep(0.003)), [(9,)])}
+    wall, cpu = interleaved_ms(steps, repeats=3, warmup=1, gap_s=0)
+    assert calls == [("a", 1), ("slow", 9)] + [("a", 1), ("slow", 9), ("a", 2), ("slow", 9),
+                                               ("a", 1), ("slow", 9)]
+    assert set(wall) == set(cpu) == {"a", "slow"}
+    assert wall["a"] < 1.0 < 3.0 <= wall["slow"] < 50.0
+    assert cpu["slow"] < 1.0  # sleeping is not work: CPU time leaves it out
+
+
+def test_precise_sleep_ends_at_the_deadline_not_a_wake_up_late():
+    clock = FakeClock()
+    late = []
+
+    def oversleeping(s):  # the OS wakes us 0.2 ms late
+        late.append(s)
+        clock.now += s + 0.0002
+
+    def ticking():  # every read of the clock takes 1 us
+        clock.now += 1e-6
+        return clock.now
+
+    precise_sleep(0.010, clock=ticking, sleep=oversleeping)
+    assert late == [pytest.approx(0.010 - SPIN_S)]
+    assert 0.010 <= clock.now <= 0.010 + 3e-6
+    late.clear()
+    precise_sleep(SPIN_S / 2, clock=ticking, sleep=oversleeping)  # short waits only spin
+    assert late == []
+    precise_sleep(0.0, clock=ticking, sleep=oversleeping)
+    precise_sleep(-1.0, clock=ticking, sleep=oversleeping)
+    assert late == []
+
+
+def test_precise_sleep_on_the_real_clock_is_not_late():
+    import statistics
+    import time
+
+    over = []
+    for _ in range(10):
+        tic = time.perf_counter()
+        precise_sleep(0.002)
+        over.append(time.perf_counter() - tic - 0.002)
+    assert min(over) >= 0
+    assert statistics.median(over) < 1e-4, over
 
 
 def test_tolerance_decides_eligibility():

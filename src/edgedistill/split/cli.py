@@ -100,13 +100,17 @@ def plan(run_dir: Path,
                                                        "(zoo:NAME, run dir; repeatable)."),
          rtt_ms: float = typer.Option(0.0, min=0, help="Network round-trip time."),
          rpc_overhead_ms: Optional[float] = typer.Option(
-             None, help="HTTP cost per request (default: measured on --server, else 2)."),
+             None, help="Fixed cost per request (default: calibrated on --server with "
+                        "--token-file; GET /health on --server alone; else 2)."),
          server: Optional[str] = typer.Option(None, help="Server URL to measure overhead on."),
+         token_file: Optional[Path] = typer.Option(
+             None, help="Token of --server: calibrate the overhead on real requests."),
          server_backend: str = typer.Option("onnx", help="onnx or torch, as the server runs."),
          out: Optional[Path] = typer.Option(None, help="Output folder (default RUN/plan).")):
     """Latency of teacher-on-device, local model, sending the input, and each split."""
     from edgedistill.split.measure import run_plan
     from edgedistill.split.planner import load_profile
+    from edgedistill.split.tokens import read_token
 
     try:
         mbits = [float(b) for b in bandwidth.split(",") if b.strip()]
@@ -114,8 +118,9 @@ def plan(run_dir: Path,
         raise UsageError(f"--bandwidth {bandwidth!r}: give numbers like 1,10,100") from None
     if server_backend not in ("torch", "onnx"):
         raise UsageError(f"--server-backend {server_backend!r}: choose torch or onnx")
+    token = read_token(token_file) if token_file else None
     result = run_plan(run_dir, load_profile(device_profile), load_profile(server_profile), mbits,
-                      local_model, rtt_ms, rpc_overhead_ms, server, server_backend, out)
+                      local_model, rtt_ms, rpc_overhead_ms, server, server_backend, out, token)
     print(Path(result["markdown"]).read_text())
     print(f"plot: {result['plot']}")
 

@@ -7,10 +7,14 @@ reports for itself, so it holds transmission, delay and both HTTP stacks),
 ``total`` (wall time of the call). Byte counts are exact: the wire message, the
 whole request (request line + headers + body) and the whole response.
 
-``device_slowdown`` emulates a device k times slower than this host: device work is
-followed by a wait of (k - 1) times its measured duration (the planner's model of a
-``ComputeProfile`` with ``slowdown: k``), so measured runs can be compared with plans
-for slow devices on a fast host.
+``device_slowdown`` emulates a device k times slower than this host: each device step
+lasts k times the CPU time it took here (the planner's model of a ``ComputeProfile``
+with ``slowdown: k``; the rest is waited out with ``precise_sleep``), so measured runs
+can be compared with plans for slow devices on a fast host. CPU time, not wall time:
+on a shared host another process can take the core in the middle of a step (a 5 ms
+step after an idle gap took 1.75x its CPU time in 4 of 10 calls while a 2-thread
+training job ran on the 2-core benchmark host), and that wait is no part of the
+device; scaled with the step it would come back k-fold.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from edgedistill.errors import UsageError
 from edgedistill.split.images import encode_image, normalize_uint8, to_array
 from edgedistill.split.model import bottleneck_dir, read_meta
 from edgedistill.split.quantize import quantize
-from edgedistill.split.shaper import Link
+from edgedistill.split.shaper import Link, precise_sleep
 from edgedistill.split.wire import MEDIA_TYPE, encode
 
 
@@ -82,13 +86,15 @@ class SplitClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _device_ms(self, since: float) -> float:
-        """Time of device work since ``since``; with a slowdown k, wait (k - 1) times longer
-        so the call takes what it would on a device k times slower than this host."""
-        elapsed = _ms(since)
-        if self.slowdown > 1:
-            time.sleep(elapsed * (self.slowdown - 1) / 1e3)
-        return elapsed * self.slowdown
+    def _device_ms(self, since: float, cpu_since: float) -> float:
+        """Time of the device work since ``since`` (``perf_counter``) and ``cpu_since``
+        (``thread_time``): its wall time on the device itself (slowdown 1); with a
+        slowdown k, k times its CPU time here, the step made to last that long."""
+        if self.slowdown == 1:
+            return _ms(since)
+        device = (time.thread_time() - cpu_since) * 1e3 * self.slowdown
+        precise_sleep((device - _ms(since)) / 1e3)
+        return device
 
     def _post(self, path: str, body: bytes, content_type: str) -> tuple[dict, float, int, int]:
         headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
@@ -118,21 +124,21 @@ class SplitClient:
         if images.dtype != np.uint8 or images.shape[1:] != self.input_shape:
             raise UsageError(f"images must be uint8 (N, {', '.join(map(str, self.input_shape))})"
                              f", got {images.dtype} {images.shape}")
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         z = run_session(self.head, normalize_uint8(images, self.mean, self.std))
-        head_ms = self._device_ms(start)
-        tic = time.perf_counter()
+        head_ms = self._device_ms(start, cpu)
+        tic, cpu = time.perf_counter(), time.thread_time()
         message = encode(quantize(z, self.per_channel), self.compression, self.level)
-        encode_ms = self._device_ms(tic)
+        encode_ms = self._device_ms(tic, cpu)
         answer, rtt, sent, received = self._post("/v1/split", message, MEDIA_TYPE)
         return self._result(answer, start, rtt, sent, received, len(message),
                             {"head": head_ms, "encode": encode_ms})
 
     def classify(self, image: np.ndarray, fmt: str = "jpeg95") -> dict[str, Any]:
         """The "send the input" alternative: one uint8 (C, H, W) image as PNG/JPEG."""
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         data = encode_image(image, fmt)
-        encode_ms = self._device_ms(start)
+        encode_ms = self._device_ms(start, cpu)
         kind = "image/png" if fmt == "png" else "image/jpeg"
         answer, rtt, sent, received = self._post("/v1/classify", data, kind)
         return self._result(answer, start, rtt, sent, received, len(data),

@@ -8,7 +8,9 @@ compute there. For a link of ``mbit`` Mbit/s and round-trip time ``rtt_ms``::
                       + 8 * (up_bytes + down_bytes) / (1000 * mbit) + server_ms
 
 ``up_bytes`` is the whole request (request line, headers, body), ``down_bytes`` the
-whole response, ``rpc_overhead_ms`` what both HTTP stacks cost per request. The
+whole response, ``rpc_overhead_ms`` the fixed per-request cost that is neither compute
+nor link: both HTTP stacks, the client's request handling and the server's event
+loop, calibrated on real requests (``measure.calibrate_overhead_ms``). The
 fastest option whose accuracy is within ``tolerance`` of the reference (the
 teacher's) is marked at each bandwidth. Compute times come from a
 ``ComputeProfile``: latencies measured on this host times ``slowdown``, or FLOPs
@@ -98,16 +100,34 @@ def plan(options: list[Option], bandwidths: list[float], reference_acc: float,
     return rows
 
 
+def breakdown(option: Option, rtt_ms: float = 0.0, rpc_overhead_ms: float = 0.0) -> dict:
+    """The terms of ``option.latency_ms``: ``transfer_ms_at_1mbit`` is divided by the
+    bandwidth in Mbit/s, the other terms are fixed."""
+    remote = option.remote
+    return {"device_ms": option.device_ms, "rtt_ms": rtt_ms if remote else 0.0,
+            "overhead_ms": rpc_overhead_ms if remote else 0.0,
+            "transfer_ms_at_1mbit": 8 * (option.up_bytes + option.down_bytes) / 1000
+            if remote else 0.0,
+            "server_ms": option.server_ms}
+
+
 def plan_markdown(options: list[Option], rows: list[dict], reference_acc: float,
-                  tolerance: float, settings: dict) -> str:
-    """The options (accuracy, compute, bytes) and the latency per bandwidth, best in bold."""
+                  tolerance: float, settings: dict, rtt_ms: float = 0.0,
+                  rpc_overhead_ms: float = 0.0) -> str:
+    """The options (accuracy, bytes, each latency term) and the latency per bandwidth,
+    best in bold."""
     lines = [f"# split plan ({', '.join(f'{k} {v}' for k, v in settings.items())})", "",
              f"Eligible: accuracy >= {reference_acc:.4f} - {tolerance} (teacher - tolerance).",
-             "", "| option | accuracy | device ms | server ms | up bytes | down bytes |",
-             "|---|---|---|---|---|---|"]
+             "", "Latency = device + rtt + request overhead + transfer at 1 Mbit/s / Mbit/s "
+             "+ server (remote options; local ones: device only).",
+             "", "| option | accuracy | up bytes | down bytes | device ms | rtt ms | "
+             "request overhead ms | transfer ms at 1 Mbit/s | server ms |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for o in options:
-        lines.append(f"| {o.name} | {o.accuracy:.4f} | {o.device_ms:.3f} | "
-                     f"{o.server_ms:.3f} | {o.up_bytes:.0f} | {o.down_bytes:.0f} |")
+        b = breakdown(o, rtt_ms, rpc_overhead_ms)
+        lines.append(f"| {o.name} | {o.accuracy:.4f} | {o.up_bytes:.0f} | {o.down_bytes:.0f} | "
+                     f"{b['device_ms']:.3f} | {b['rtt_ms']:.3f} | {b['overhead_ms']:.3f} | "
+                     f"{b['transfer_ms_at_1mbit']:.3f} | {b['server_ms']:.3f} |")
     lines += ["", "| Mbit/s | " + " | ".join(o.name for o in options) + " | best |",
               "|---|" + "---|" * (len(options) + 1)]
     for row in rows:
@@ -145,5 +165,7 @@ def plot_plan(options: list[Option], rows: list[dict], path: Path) -> Path:
     return path
 
 
-def options_json(options: list[Option]) -> list[dict]:
-    return [asdict(o) for o in options]
+def options_json(options: list[Option], rtt_ms: float = 0.0,
+                 rpc_overhead_ms: float = 0.0) -> list[dict]:
+    """Each option's fields and its latency terms (``breakdown``)."""
+    return [{**asdict(o), "breakdown": breakdown(o, rtt_ms, rpc_overhead_ms)} for o in options]

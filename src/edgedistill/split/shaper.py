@@ -8,6 +8,11 @@ With the default burst of 0 the bucket is a pure serializer, so n bytes take
 exactly ``8 n / rate`` seconds: the model the planner uses. A larger burst behaves
 like a real token bucket filter. For kernel-level shaping see
 ``scripts/netns_split.sh`` (tc netem in two network namespaces).
+
+Every emulated wait (link, device slowdown) goes through ``precise_sleep``: a plain
+``time.sleep`` returns 0.15-0.25 ms late on the 2-core benchmark host (median of 30
+sleeps of 5-30 ms), and a split request waits three or four times, so ~0.7 ms per
+request would be emulation error that neither a real link nor a real device has.
 """
 
 from __future__ import annotations
@@ -16,6 +21,21 @@ import time
 from collections.abc import Callable, Iterator
 
 from edgedistill.errors import UsageError
+
+SPIN_S = 0.0005
+
+
+def precise_sleep(seconds: float, clock: Callable[[], float] = time.perf_counter,
+                  sleep: Callable[[float], None] = time.sleep) -> None:
+    """Wait ``seconds``: sleep all but the last ``SPIN_S``, then spin on ``clock`` until
+    the deadline, so the wait ends on time instead of a wake-up latency late."""
+    if seconds <= 0:
+        return
+    deadline = clock() + seconds
+    if seconds > SPIN_S:
+        sleep(seconds - SPIN_S)
+    while clock() < deadline:
+        pass
 
 
 class TokenBucket:
@@ -28,7 +48,7 @@ class TokenBucket:
 
     def __init__(self, rate_bytes_per_s: float, burst_bytes: float = 0.0,
                  clock: Callable[[], float] = time.perf_counter,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = precise_sleep):
         if rate_bytes_per_s <= 0 or burst_bytes < 0:
             raise UsageError("token bucket needs rate > 0 and burst >= 0")
         self.rate, self.burst = rate_bytes_per_s, burst_bytes
@@ -53,13 +73,12 @@ class TokenBucket:
 class Link:
     """A symmetric emulated link: ``mbit`` Mbit/s each way and ``delay_ms`` each way.
 
-    Each direction waits once per message (delay plus transmission time), because
-    every ``sleep`` on a busy host oversleeps a little and many small waits would add
-    up to a slower link than the one asked for.
+    Each direction waits once per message (delay plus transmission time), with
+    ``precise_sleep``, so the link costs what it is asked to cost.
     """
 
     def __init__(self, mbit: float, delay_ms: float = 0.0, burst_bytes: float = 0.0,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = precise_sleep):
         if mbit <= 0 or delay_ms < 0:
             raise UsageError(f"link needs mbit > 0 and delay_ms >= 0, got {mbit}, {delay_ms}")
         self.mbit, self.delay = mbit, delay_ms / 1e3
