@@ -252,7 +252,7 @@ def request_overhead_ms(timing: dict[str, float]) -> float:
 
 
 def calibrate_overhead_ms(client, images: np.ndarray, repeats: int = REPEATS,
-                          gap_s: float = GAP_S) -> dict[str, float]:
+                          gap_s: float = GAP_S, warmup: int = 20) -> dict[str, float]:
     """Median ``request_overhead_ms`` of real requests, alternating ``/v1/split`` and
     ``/v1/classify`` (PNG), each after ``gap_s`` idle as in a run.
 
@@ -262,9 +262,9 @@ def calibrate_overhead_ms(client, images: np.ndarray, repeats: int = REPEATS,
     """
     calls = {"split": lambda im: client.infer(im[None])["timing_ms"],
              "classify": lambda im: client.classify(im, "png")["timing_ms"]}
-    for im in images[:3]:
+    for i in range(warmup):  # a server just started answers its first requests slowly
         for call in calls.values():
-            call(im)
+            call(images[i % len(images)])
     costs: dict[str, list[float]] = {name: [] for name in calls}
     for i in range(repeats):
         for name, call in calls.items():
