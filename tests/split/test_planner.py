@@ -103,9 +103,13 @@ def test_request_overhead_is_total_minus_device_and_server_compute():
     t = {"head": 1.0, "encode": 0.5, "network": 2.9, "queue": 0.1, "tail": 1.5, "total": 6.0}
     assert request_overhead_ms(t) == pytest.approx(3.0)  # network + queue
     client = FakeClient()
-    got = calibrate_overhead_ms(client, np.zeros((3, 1, 4, 4), np.uint8), repeats=4, gap_s=0)
+    got = calibrate_overhead_ms(client, np.zeros((3, 1, 4, 4), np.uint8), repeats=4, gap_s=0,
+                                warmup=3)
     # 3 warm-up rounds, then 4 rounds alternating split, classify
     assert client.calls == ["split", "classify"] * 7
+    fresh = FakeClient()
+    calibrate_overhead_ms(fresh, np.zeros((3, 1, 4, 4), np.uint8), repeats=1, gap_s=0)
+    assert len(fresh.calls) == 2 * (20 + 1)  # by default 20 warm-up rounds
     # split overheads 3.0, 3.2, 3.0, 3.2 (median 3.1); classify 4.0 each;
     # all eight: 3.0 3.0 3.2 3.2 4 4 4 4 -> median 3.6
     assert got == pytest.approx({"overhead_ms": 3.6, "split_ms": 3.1, "classify_ms": 4.0,
