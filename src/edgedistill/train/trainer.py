@@ -5,12 +5,11 @@ epoch), ``summary.json``, ``model.safetensors`` (the eval model, last epoch),
 ``checkpoints/last.pt`` (full state), ``checkpoints/halt.pt`` (the state at the end of
 the epoch where a halting rule fired, from which the full schedule or another anneal can
 branch), with ``train.keep_epoch_checkpoints`` also ``checkpoints/epochNNN.pt``, and
-``plots/``. With a validation pipeline, each epoch also records ``val_acc``
-and ``val_loss``, which halting rules then read instead of the test metrics. Data order
-and augmentation
-are pure functions of (seed, epoch, step), so a checkpoint that stores the
-model, optimizer, RNG and position resumes to the same numbers as a run that
-was never interrupted.
+``plots/``. With a validation pipeline, each epoch also records ``val_acc`` and
+``val_loss``, which halting rules then read instead of the test metrics. Data order and
+augmentation are pure functions of (seed, epoch, step), so a checkpoint that stores the
+model, optimizer, RNG and position resumes to the same numbers as a run that was never
+interrupted.
 """
 
 from __future__ import annotations
