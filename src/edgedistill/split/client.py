@@ -11,10 +11,10 @@ whole request (request line + headers + body) and the whole response.
 lasts k times the CPU time it took here (the planner's model of a ``ComputeProfile``
 with ``slowdown: k``; the rest is waited out with ``precise_sleep``), so measured runs
 can be compared with plans for slow devices on a fast host. CPU time, not wall time:
-on a shared host another process can take the core in the middle of a step (a 5 ms
-step after an idle gap took 1.75x its CPU time in 4 of 10 calls while a 2-thread
-training job ran on the 2-core benchmark host), and that wait is no part of the
-device; scaled with the step it would come back k-fold.
+on a shared host another process can take the core in the middle of a step (with two
+busy processes on the 2-core benchmark host, 6 to 13 of 40 resnet56 steps took over
+1.3x their CPU time, up to 4.2x; ``benchmarks/split_emulation.py``), and that wait is
+no part of the device; scaled with the step it would come back k-fold.
 """
 
 from __future__ import annotations

@@ -39,33 +39,6 @@ GAP_S = 0.01
 FREE_MBIT = 1e6  # a link this fast costs nothing measurable: what calibration sends over
 
 
-def median_ms(fn, *args, repeats: int = REPEATS, warmup: int = 3, gap_s: float = GAP_S) -> float:
-    """Median wall time of ``fn(*args)``, each call after ``gap_s`` of idleness.
-
-    Requests arrive one at a time, so every call in a measured run follows a wait;
-    on this host a call after 5+ ms idle takes ~40% longer than in a back-to-back
-    loop (caches, clocks), and timing loops would flatter every option. The wait is
-    the emulator's own (``precise_sleep``), so calibration and runs idle alike.
-    """
-    return cycle_ms(fn, [args], repeats, warmup, gap_s)
-
-
-def cycle_ms(fn: Callable, inputs: Sequence[tuple], repeats: int = REPEATS, warmup: int = 3,
-             gap_s: float = GAP_S, clock: Callable[[], float] = time.perf_counter) -> float:
-    """Median time of ``fn(*inputs[i % len(inputs)])`` on ``clock`` over ``repeats``
-    calls, each after ``gap_s`` of idleness: one step over real inputs, as requests
-    run it."""
-    for i in range(warmup):
-        fn(*inputs[i % len(inputs)])
-    times = []
-    for i in range(repeats):
-        precise_sleep(gap_s)
-        tic = clock()
-        fn(*inputs[i % len(inputs)])
-        times.append((clock() - tic) * 1e3)
-    return statistics.median(times)
-
-
 def interleaved_ms(steps: dict[str, tuple[Callable, Sequence[tuple]]],
                    repeats: int = REPEATS, warmup: int = 3, gap_s: float = GAP_S
                    ) -> tuple[dict[str, float], dict[str, float]]:
@@ -74,7 +47,10 @@ def interleaved_ms(steps: dict[str, tuple[Callable, Sequence[tuple]]],
     each. A burst of load on a shared host then lands on every step alike instead of
     on whichever one was being timed (timed one after another, a PNG encode moved from
     0.35 to 0.58 ms between two plans minutes apart), and each step runs with caches
-    cooled by the others, as in a measured run."""
+    cooled by the others, as in a measured run. Every call follows ``gap_s`` of idleness:
+    requests arrive one at a time, and on this host a call after 5+ ms idle takes ~40%
+    longer than in a back-to-back loop (caches, clocks). The wait is the emulator's own
+    (``precise_sleep``), so calibration and runs idle alike."""
     for i in range(warmup):
         for fn, inputs in steps.values():
             fn(*inputs[i % len(inputs)])
@@ -227,7 +203,8 @@ def local_option(source: str, test_pipe, test_images: np.ndarray, meta: dict,
     shape = tuple(meta["input_shape"])
     step = onnx_step(model, shape, run_dir / "export" / f"local-{name}.onnx", meta["mean"],
                      meta["std"])
-    ms = cycle_ms(step, [(im,) for im in test_images[:samples]], clock=time.thread_time)
+    _, cpu = interleaved_ms({"local": (step, [(im,) for im in test_images[:samples]])})
+    ms = cpu["local"]
     device_ms = (device.model_ms(ms - normalize_ms, count_flops(model, shape))
                  + device.work_ms(normalize_ms))
     return (Option(f"local {name}", acc, device_ms),
@@ -240,7 +217,7 @@ def health_rtt_ms(server_url: str, repeats: int = 30) -> float:
         def ping():
             http.get("/health").raise_for_status()
 
-        return median_ms(ping, repeats=repeats, gap_s=0)
+        return interleaved_ms({"ping": (ping, [()])}, repeats=repeats, gap_s=0)[0]["ping"]
 
 
 def request_overhead_ms(timing: dict[str, float]) -> float:

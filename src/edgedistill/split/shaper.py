@@ -10,9 +10,10 @@ like a real token bucket filter. For kernel-level shaping see
 ``scripts/netns_split.sh`` (tc netem in two network namespaces).
 
 Every emulated wait (link, device slowdown) goes through ``precise_sleep``: a plain
-``time.sleep`` returns 0.15-0.25 ms late on the 2-core benchmark host (median of 30
-sleeps of 5-30 ms), and a split request waits three or four times, so ~0.7 ms per
-request would be emulation error that neither a real link nor a real device has.
+``time.sleep`` returns about 0.2 ms late on the quiet 2-core benchmark host (median of
+32 sleeps of 5-30 ms; ``benchmarks/split_emulation.py``), and a split request waits three
+or four times, so ~0.7 ms per request would be emulation error that neither a real link
+nor a real device has.
 """
 
 from __future__ import annotations
