@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from edgedistill.errors import UsageError
-from edgedistill.study.config import StudyConfig, load_study
+from edgedistill.study.config import HintConfig, StudyConfig, load_study
 from edgedistill.study.grid import Cell, cell_config, check_unchanged, expand
 from edgedistill.study.techniques import expand_name, resolve_techniques
 from tests.study.conftest import study_dict
@@ -22,10 +22,20 @@ def terms(losses):
 def test_presets_are_loss_term_lists():
     assert terms(expand_name("none", 30)) == [("ce", 1.0, [])]
     assert terms(expand_name("kd", 30)) == [("ce", 0.1, []), ("kd", 0.9, [])]
-    assert terms(expand_name("fitnet", 30)) == [("ce", 1.0, []), ("fitnet", 100.0, ["stage-1"])]
+    # FitNets' two stages: the hint alone for a fifth of the run, then ce (fitnet) or kd
+    fitnet = expand_name("fitnet", 30)
+    assert terms(fitnet) == [("ce", 1.0, []), ("fitnet", 1.0, ["stage2"])]
+    assert fitnet[0].params == {"start_epoch": 6} and fitnet[1].params == {"stage_epochs": 6}
     hint_kd = expand_name("hint+kd", 30)
-    assert terms(hint_kd)[1] == ("hint+kd", 1.0, ["stage-1"])
-    assert hint_kd[1].params["kd_weight"] == 0.9
+    assert terms(hint_kd) == [("ce", 0.1, []), ("fitnet", 1.0, ["stage2"]), ("kd", 0.9, [])]
+    assert [t.params.get("start_epoch") for t in hint_kd] == [6, None, 6]
+    staged = expand_name("fitnet", 10, HintConfig(stage_epochs=3, weight=2.0, layers=["stage1"]))
+    assert terms(staged)[1] == ("fitnet", 2.0, ["stage1"]) and staged[0].params["start_epoch"] == 3
+    joint = expand_name("hint+kd", 10, HintConfig(joint_weight=100.0))
+    assert terms(joint) == [("ce", 0.1, []), ("fitnet", 100.0, ["stage2"]), ("kd", 0.9, [])]
+    assert all("start_epoch" not in t.params or t.params["start_epoch"] == 0 for t in joint)
+    with pytest.raises(ValueError, match="less than train.epochs"):
+        expand_name("fitnet", 3, HintConfig(stage_epochs=3))
     assert expand_name("dkd", 240)[1].params["warmup_epochs"] == 20
     assert expand_name("dkd", 4)[1].params["warmup_epochs"] == 1
 
@@ -34,8 +44,10 @@ def test_registered_loss_and_combination():
     assert terms(expand_name("crd", 5)) == [("ce", 1.0, []), ("crd", None, ["embedding"])]
     assert terms(expand_name("at+kd", 5)) == [
         ("ce", 0.1, []), ("at", 1000.0, ["stage1", "stage2", "stage3"]), ("kd", 0.9, [])]
-    # the longest known name wins: hint+kd stays one term
-    assert [t.name for t in expand_name("hint+kd+at", 5)] == ["ce", "hint+kd", "at"]
+    # the longest known name wins: hint+kd stays one preset, and its ce keeps its start
+    combo = expand_name("hint+kd+at", 5)
+    assert [t.name for t in combo] == ["ce", "fitnet", "kd", "at"]
+    assert combo[0].params == {"start_epoch": 1}
     with pytest.raises(UsageError, match="not a preset.*registered loss"):
         expand_name("kd+nonsense", 5)
     with pytest.raises(UsageError, match="repeats a loss term"):

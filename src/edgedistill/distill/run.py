@@ -13,6 +13,7 @@ from torch import nn
 from edgedistill import api
 from edgedistill.config import DistillExperiment, StudentConfig
 from edgedistill.distill.distiller import Distiller
+from edgedistill.distill.provenance import require_finished, teacher_provenance
 from edgedistill.distill.sources import OnlineSource, TeacherSource
 from edgedistill.errors import UsageError
 from edgedistill.train.callbacks import Callback, PrintProgress
@@ -82,6 +83,8 @@ def run_distill(cfg: DistillExperiment, out: str | Path, resume: bool = False,
                 progress: bool = True) -> dict[str, Any]:
     from edgedistill.models import student_name, summarize
 
+    provenance = teacher_provenance(cfg.teacher.source)
+    require_finished(provenance, cfg.teacher.allow_unfinished)
     run_dir = api.prepare_run_dir(out, resume)
     api.configure_torch(cfg)
     device = resolve_device(cfg.train.device)
@@ -106,7 +109,8 @@ def run_distill(cfg: DistillExperiment, out: str | Path, resume: bool = False,
     shape = (1, *train_data.images.shape[1:])
     info = summarize(student, shape)
     extra = {"student": student_name(student.spec), "teacher": cfg.teacher.source,
-             "teacher_acc": teacher_eval["acc"], "student_params": info["params"],
+             "teacher_acc": teacher_eval["acc"], "teacher_provenance": provenance,
+             "student_params": info["params"],
              "student_flops": info["flops"], "teacher_mode": cfg.teacher.mode,
              **({"teacher_val_acc": teacher_val["acc"]} if teacher_val else {})}
     try:

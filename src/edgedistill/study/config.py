@@ -69,6 +69,32 @@ class TechniqueConfig(Strict):
     losses: list[LossConfig] = Field(..., min_length=1)
 
 
+class HintConfig(Strict):
+    """How the hint techniques (``fitnet``, ``hint+kd``) transfer intermediate layers.
+
+    Romero et al., "FitNets: Hints for Thin Deep Nets", ICLR 2015, train in two stages:
+    first the student up to its guided layer regresses the teacher's hint layer (the
+    middle of each network; the stage-1 objective is the plain L2 loss, so ``weight`` 1),
+    then the whole student learns from the teacher's soft labels. ``fitnet`` is that hint
+    stage followed by cross-entropy alone (intermediate transfer only); ``hint+kd`` is the
+    paper's recipe, the hint stage followed by KD (intermediate then last layer).
+    ``stage_epochs: null`` takes a fifth of the schedule (at least one epoch).
+    ``joint_weight``: instead of stages, train the hint together with the other terms for
+    the whole run at this weight (100 in Tian et al.'s CRD benchmark and mdistiller).
+    """
+
+    layers: list[str] = Field(["stage2"], min_length=1)
+    stage_epochs: int | None = Field(None, ge=1)
+    weight: float = Field(1.0, gt=0)
+    joint_weight: float | None = Field(None, gt=0)
+
+    def epochs(self, total: int) -> int:
+        n = self.stage_epochs if self.stage_epochs is not None else max(1, round(total / 5))
+        if n >= total:
+            raise ValueError(f"hint.stage_epochs ({n}) must be less than train.epochs ({total})")
+        return n
+
+
 class TargetConfig(Strict):
     """The accuracy a cell must reach for the convergence-speed figures.
 
@@ -99,6 +125,7 @@ class StudyConfig(Strict):
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     target: TargetConfig = TargetConfig()
+    hint: HintConfig = HintConfig()
     confidence: float = Field(0.95, gt=0, lt=1, description="level of the intervals on gains")
     workers: int | Literal["auto"] = Field(1, description="cells run at once; auto: cores/threads")
 
@@ -115,6 +142,8 @@ class StudyConfig(Strict):
                  for t in self.techniques]
         if len(set(names)) != len(names):
             raise ValueError(f"two techniques share a label in {names}")
+        if self.hint.joint_weight is None:
+            self.hint.epochs(self.train.epochs)
         if "none" not in names:
             raise ValueError("techniques must include 'none' (the student trained without a "
                              "teacher): every gain and the default target are measured against it")

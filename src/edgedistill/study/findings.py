@@ -101,28 +101,50 @@ def _results(groups: list[dict], seeds: int) -> str:
     return markdown_table(rows)
 
 
+def header_lines(cfg: StudyConfig, rec: dict[str, Any], teacher_acc: float | None,
+                 n_test: int | None, command: str | None) -> list[str]:
+    """The first lines of a report: what a reader must know before trusting any number."""
+    from edgedistill.distill.provenance import describe
+
+    d = cfg.data
+    lines = []
+    if rec.get("finished") is False:
+        lines += [f"**Warning: unfinished teacher.** {describe(rec)}; this study ran with "
+                  "`teacher.allow_unfinished: true`, so its gains do not measure what a "
+                  "finished teacher transfers.", ""]
+    train = f"{d.limit_train:,} training images" if d.limit_train else "all training images"
+    test = f"{n_test:,} test images" if n_test else "all test images"
+    lines += [f"**Teacher**: {describe(rec)}; {_pct(teacher_acc)}% on this study's test images.",
+              f"**Data**: {d.dataset}, {train}, {test}; {cfg.train.epochs} epochs; "
+              f"seeds {cfg.seeds}."]
+    if n_test and n_test < 5000:
+        se = 100 * (0.25 / n_test) ** 0.5
+        lines.append(f"**Note**: {n_test:,} test images give a standard error of up to "
+                     f"{se:.1f} points per accuracy; studies default to at least 5,000.")
+    if command:
+        lines.append(f"**Reproduce**: `{command}`")
+    return [line + "  " for line in lines[:-1]] + lines[-1:]
+
+
 def markdown_report(cfg: StudyConfig, techniques: list[TechniqueConfig], meta: dict[str, Any],
                     groups: list[dict], notes: list[str], missing: list[str],
                     targets: dict[str, float | None], figures: dict[str, Path],
                     teacher_acc: float | None) -> str:
     teacher, d, t = meta["teacher"], cfg.data, cfg.train
-    rec = teacher.get("recorded")
-    where = "the zoo manifest" if teacher["source"].startswith("zoo:") else "its training run"
-    zoo_note = (f"; {where} recorded {rec['test_acc']:.4f} on its own test set after "
-                f"{rec['epochs_trained']}/{rec['epochs_planned']} epochs ({rec['date']})"
-                if rec and rec.get("test_acc") is not None else "")
+    rec = {**(teacher.get("recorded") or {}), "source": teacher["source"]}
+    n_test = d.limit_test or meta.get("test_images")
     target = (f"{cfg.target.fraction:g} x the mean final accuracy of the student trained "
               "without a teacher (technique none)" if cfg.target.kind == "scratch_fraction"
               else f"test accuracy {cfg.target.accuracy:g} for every student")
-    lines = [
-        f"# Knowledge-transfer study: {cfg.name}", "",
+    lines = [f"# Knowledge-transfer study: {cfg.name}", "", *header_lines(
+        cfg, rec, teacher_acc, n_test, meta.get("command")), "",
         "Every cell trains one student shape with one transfer technique and one seed; all "
         "cells share the data, the schedule and the teacher, so differences come from the "
         "technique. Gains are paired by seed (same training subset, augmentation and "
         f"initial weights) with a {cfg.confidence:.0%} Student-t interval over the seeds.", "",
         "## Setup", "",
         f"* Teacher: `{teacher['source']}` ({teacher['model']}), frozen as the study's "
-        f"snapshot; accuracy on the study's test images: {_pct(teacher_acc)}%{zoo_note}.",
+        f"snapshot; accuracy on the study's test images: {_pct(teacher_acc)}%.",
         f"* Data: {d.dataset}, " + (f"{d.limit_train} training images (a stratified subset "
                                     "drawn per seed)" if d.limit_train else "all training images")
         + f", {d.limit_test or 'all'} test images (the same for every cell), "

@@ -31,10 +31,13 @@ def weights_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def snapshot_teacher(source: str, out: Path, log=print) -> dict[str, Any]:
-    """Copy the teacher to ``out/teacher.safetensors`` once; later runs reuse the copy and
-    say so when the source has changed since."""
-    from edgedistill import api, pretrained
+def snapshot_teacher(source: str, out: Path, allow_unfinished: bool = False,
+                     log=print) -> dict[str, Any]:
+    """Copy the teacher to ``out/teacher.safetensors`` once, with its provenance; later
+    runs reuse the copy and say so when the source has changed since. A teacher whose own
+    run stopped before its schedule ended is refused unless ``allow_unfinished``."""
+    from edgedistill import api
+    from edgedistill.distill.provenance import describe, require_finished, teacher_provenance
     from edgedistill.models import student_name
     from edgedistill.train.checkpoint import save_weights
 
@@ -49,32 +52,18 @@ def snapshot_teacher(source: str, out: Path, log=print) -> dict[str, Any]:
             log(f"note: teacher {source} is gone or has changed since this study started; "
                 f"the study keeps distilling from its snapshot {path}")
         return info
+    provenance = teacher_provenance(source)
+    require_finished(provenance, allow_unfinished)
+    log(describe(provenance))
     model = api.load_model(source)
     digest = weights_digest(model)
     info = {"source": source, "snapshot": str(path), "sha256": digest,
-            "model": student_name(model.spec)}
-    if source.startswith("zoo:"):
-        entry = pretrained.manifest().get(source[4:], {})
-        info["recorded"] = {k: entry.get(k) for k in ("test_acc", "epochs_trained",
-                                                       "epochs_planned", "date")}
-    elif (Path(source) / "metrics.jsonl").exists():
-        info["recorded"] = run_record(Path(source))
+            "model": student_name(model.spec), "recorded": provenance,
+            "allow_unfinished": allow_unfinished,
+            "date": time.strftime("%Y-%m-%d %H:%M", time.localtime())}
     save_weights(path, model.state_dict(), model.spec)
     info_path.write_text(json.dumps(info, indent=2))
     return info
-
-
-def run_record(run_dir: Path) -> dict[str, Any]:
-    """What a (possibly still training) teacher run says about the weights just copied."""
-    import yaml
-
-    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x]
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) if (
-        run_dir / "config.yaml").exists() else {}
-    return {"test_acc": lines[-1]["test_acc"] if lines else None,
-            "epochs_trained": len(lines),
-            "epochs_planned": (cfg.get("train") or {}).get("epochs"),
-            "date": time.strftime("%Y-%m-%d %H:%M", time.localtime())}
 
 
 def teacher_layers(teacher: torch.nn.Module, technique: TechniqueConfig) -> list[str]:

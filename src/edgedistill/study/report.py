@@ -68,7 +68,8 @@ def write_report(out: Path, cfg: StudyConfig, techniques: list[TechniqueConfig],
         _write_csv(out / "summary.csv", groups, columns)
     notes = findings(groups, students, labels, cfg.confidence, meta["students"])
     (out / "study.json").write_text(json.dumps({
-        "name": cfg.name, "config": cfg.model_dump(mode="json"), "teacher": meta["teacher"],
+        "name": cfg.name, "command": meta.get("command"), "config": cfg.model_dump(mode="json"),
+        "teacher": meta["teacher"],
         "students": meta["students"],
         "techniques": {t.label: [x.model_dump(mode="json", exclude_none=True) for x in t.losses]
                        for t in techniques},

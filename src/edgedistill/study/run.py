@@ -69,12 +69,17 @@ def run_study(config: str | Path, out: str | Path | None = None, resume: bool = 
                          "continue it (finished cells are kept) or --out to write elsewhere")
     try:
         with folder_lock(out, "study folder"):
-            return _run(cfg, out, log)
+            return _run(cfg, out, reproduce_command(config, out, overrides), log)
     except Busy as err:
         raise UsageError(f"{err}; wait for that study to end or stop it first") from None
 
 
-def _run(cfg: StudyConfig, out: Path, log) -> Path:
+def reproduce_command(config: str | Path, out: Path, overrides: list[str]) -> str:
+    sets = "".join(f" --set {item}" for item in overrides)
+    return f"edgedistill study {config} --out {out}{sets}"
+
+
+def _run(cfg: StudyConfig, out: Path, command: str, log) -> Path:
     import torch
 
     techniques = resolve_techniques(cfg)
@@ -82,10 +87,11 @@ def _run(cfg: StudyConfig, out: Path, log) -> Path:
     workers, threads = resolve_workers(cfg)
     if threads:
         torch.set_num_threads(threads)
-    teacher = snapshot_teacher(cfg.teacher.source, out, log)
+    teacher = snapshot_teacher(cfg.teacher.source, out, cfg.teacher.allow_unfinished, log)
     teacher_path = out / "teacher.safetensors"
     cache_dir = Path(cfg.teacher.cache.dir) if cfg.teacher.cache.dir else out / "teacher_cache"
-    meta = {"teacher": teacher, "students": check_pairs(cfg, techniques, teacher_path)}
+    meta = {"teacher": teacher, "students": check_pairs(cfg, techniques, teacher_path),
+            "command": command}
     cells = expand(cfg, techniques)
     jobs = []
     for cell in cells:

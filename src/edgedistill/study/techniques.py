@@ -2,12 +2,13 @@
 ``a+b`` combinations.
 
 Presets follow each method's reference recipe (weights from the papers or Tian et al.'s
-CRD benchmark; KD at T=4 with CE 0.1 / KD 0.9 as in mdistiller). Hints go to the last
-residual stage (``stage-1``) on both sides, as in this project's example configs: a
-layer every zoo model has, so one preset fits every student shape. A registered loss
+CRD benchmark; KD at T=4 with CE 0.1 / KD 0.9 as in mdistiller). The hint techniques
+follow the study's ``hint`` settings (``HintConfig``): by default the FitNets two-stage
+recipe on the middle stage (``stage2``), a layer every zoo ResNet has, so one preset fits
+every student shape. A registered loss
 used by name gets CE 1.0 plus the loss at its default weight on its usual layers. A
-combination keeps one CE term (the smallest CE weight of its parts) and every other
-term of every part.
+combination keeps one CE term (the one of smallest weight among its parts, with its
+start epoch) and every other term of every part.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Callable
 
 from edgedistill.config import LossConfig
 from edgedistill.errors import UsageError
-from edgedistill.study.config import StudyConfig, TechniqueConfig
+from edgedistill.study.config import HintConfig, StudyConfig, TechniqueConfig
 
 HINT = ["stage-1"]
 STAGES = ["stage1", "stage2", "stage3"]
@@ -42,24 +43,36 @@ def _dkd(epochs: int) -> list[dict]:
                                                   "warmup_epochs": warmup}}]
 
 
-PRESETS: dict[str, Callable[[int], list[dict]]] = {
-    "none": lambda epochs: [_ce(1.0)],
-    "kd": lambda epochs: [_ce(0.1), {"name": "kd", "weight": 0.9,
-                                     "params": {"temperature": 4.0}}],
-    "fitnet": lambda epochs: [_ce(1.0), {"name": "fitnet", "weight": 100.0, **_layers(HINT)}],
-    "hint+kd": lambda epochs: [_ce(0.1), {
-        "name": "hint+kd", "weight": 1.0, **_layers(HINT),
-        "params": {"hint_weight": 100.0, "kd_weight": 0.9, "temperature": 4.0}}],
-    "at": lambda epochs: [_ce(1.0), {"name": "at", "weight": 1000.0, **_layers(STAGES)}],
-    "dkd": _dkd,
+def _kd(weight: float, start: int = 0) -> dict:
+    return {"name": "kd", "weight": weight, "params": {"temperature": 4.0, "start_epoch": start}}
+
+
+def _hinted(hint: HintConfig, epochs: int, then: list[dict]) -> list[dict]:
+    """ce, the hint, then the other ``then`` terms: in two stages (FitNets) or jointly."""
+    if hint.joint_weight is not None:
+        return [then[0], {"name": "fitnet", "weight": hint.joint_weight, **_layers(hint.layers)},
+                *then[1:]]
+    stage = hint.epochs(epochs)
+    delayed = [{**t, "params": {**t.get("params", {}), "start_epoch": stage}} for t in then]
+    return [delayed[0], {"name": "fitnet", "weight": hint.weight, **_layers(hint.layers),
+                         "params": {"stage_epochs": stage}}, *delayed[1:]]
+
+
+PRESETS: dict[str, Callable[[int, HintConfig], list[dict]]] = {
+    "none": lambda epochs, hint: [_ce(1.0)],
+    "kd": lambda epochs, hint: [_ce(0.1), _kd(0.9)],
+    "fitnet": lambda epochs, hint: _hinted(hint, epochs, [_ce(1.0)]),
+    "hint+kd": lambda epochs, hint: _hinted(hint, epochs, [_ce(0.1), _kd(0.9)]),
+    "at": lambda epochs, hint: [_ce(1.0), {"name": "at", "weight": 1000.0, **_layers(STAGES)}],
+    "dkd": lambda epochs, hint: _dkd(epochs),
 }
 
 
-def _single(name: str, epochs: int) -> list[dict] | None:
+def _single(name: str, epochs: int, hint: HintConfig) -> list[dict] | None:
     from edgedistill.losses import LOSSES
 
     if name in PRESETS:
-        return PRESETS[name](epochs)
+        return PRESETS[name](epochs, hint)
     if name in LOSSES and name != "ce":
         term: dict = {"name": name}
         if LOSSES.get(name).needs_features:
@@ -68,25 +81,25 @@ def _single(name: str, epochs: int) -> list[dict] | None:
     return None
 
 
-def _split(name: str, epochs: int) -> list[list[dict]] | None:
+def _split(name: str, epochs: int, hint: HintConfig) -> list[list[dict]] | None:
     """Split ``a+b+c`` into known parts, longest names first (``hint+kd`` is one name)."""
     if not name:
         return []
     parts = name.split("+")
     for i in range(len(parts), 0, -1):
-        head = _single("+".join(parts[:i]), epochs)
+        head = _single("+".join(parts[:i]), epochs, hint)
         if head is not None:
-            rest = _split("+".join(parts[i:]), epochs)
+            rest = _split("+".join(parts[i:]), epochs, hint)
             if rest is not None:
                 return [head, *rest]
     return None
 
 
-def expand_name(name: str, epochs: int) -> list[LossConfig]:
+def expand_name(name: str, epochs: int, hint: HintConfig | None = None) -> list[LossConfig]:
     """The loss terms of a technique given by name; ``UsageError`` names the choices."""
     from edgedistill.losses import LOSSES
 
-    groups = _split(name, epochs)
+    groups = _split(name, epochs, hint or HintConfig())
     if groups is None:
         raise UsageError(
             f"techniques: {name!r} is not a preset ({', '.join(PRESETS)}), a registered loss "
@@ -94,13 +107,13 @@ def expand_name(name: str, epochs: int) -> list[LossConfig]:
             "them; or spell it out as {label: NAME, losses: [...]}")
     if len(groups) == 1:
         return [LossConfig(**t) for t in groups[0]]
-    ce_weight = min(t["weight"] for g in groups for t in g if t["name"] == "ce")
+    ce = min((t for g in groups for t in g if t["name"] == "ce"), key=lambda t: t["weight"])
     terms = [t for g in groups for t in g if t["name"] != "ce"]
     names = [t["name"] for t in terms]
     if len(set(names)) != len(names):
         raise UsageError(f"techniques: {name!r} repeats a loss term ({names}); spell it out "
                          "with `losses` and give the repeated terms distinct labels")
-    return [LossConfig(**_ce(ce_weight)), *(LossConfig(**t) for t in terms)]
+    return [LossConfig(**ce), *(LossConfig(**t) for t in terms)]
 
 
 def resolve_techniques(cfg: StudyConfig) -> list[TechniqueConfig]:
@@ -110,7 +123,8 @@ def resolve_techniques(cfg: StudyConfig) -> list[TechniqueConfig]:
     out = []
     for i, item in enumerate(cfg.techniques):
         if isinstance(item, str):
-            out.append(TechniqueConfig(label=item, losses=expand_name(item, cfg.train.epochs)))
+            out.append(TechniqueConfig(label=item, losses=expand_name(item, cfg.train.epochs,
+                                                                        cfg.hint)))
             continue
         for term in item.losses:
             if term.name not in LOSSES:
