@@ -10,6 +10,12 @@ branch), with ``train.keep_epoch_checkpoints`` also ``checkpoints/epochNNN.pt``,
 augmentation are pure functions of (seed, epoch, step), so a checkpoint that stores the
 model, optimizer, RNG and position resumes to the same numbers as a run that was never
 interrupted.
+
+A non-finite loss stops training at once with ``TrainingDiverged`` (exit status 2 from
+the CLI), and weights are checked finite before anything is written, so the last good
+checkpoint is never replaced by a poisoned state. A resumed run repairs a
+``metrics.jsonl`` whose last line a kill tore mid-write: that epoch is recomputed from
+the checkpoint anyway.
 """
 
 from __future__ import annotations
@@ -25,8 +31,14 @@ import torch
 from torch import nn
 
 from edgedistill.config import RunBase, dump_config
+from edgedistill.errors import UsageError
 from edgedistill.train.callbacks import Callback
-from edgedistill.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from edgedistill.train.checkpoint import (
+    atomic_write,
+    load_checkpoint,
+    save_checkpoint,
+    save_weights,
+)
 from edgedistill.train.device import autocast, resolve_device, to_layout
 from edgedistill.train.schedule import lr_at
 
@@ -60,6 +72,28 @@ def evaluate(model: nn.Module, pipe, device: torch.device, amp: bool = True) -> 
             "preds": torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)}
 
 
+class TrainingDiverged(UsageError):
+    """The loss or the weights went non-finite: the settings diverged (a learning rate too
+    high) or the data holds NaN/inf. Nothing of the poisoned state is written."""
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl``; a torn last line (a kill while it was being
+    written) is dropped, a damaged line before it is an error."""
+    lines = [x for x in path.read_text().splitlines() if x.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise UsageError(f"{path}: line {i + 1} is not JSON; the file was edited or "
+                                 "damaged, delete the run directory to start over") from None
+            print(f"{path}: dropped a torn last line (the run was killed while writing it)",
+                  flush=True)
+    return records
+
+
 def epoch_checkpoint(run_dir: str | Path, epoch: int) -> Path:
     """Where ``train.keep_epoch_checkpoints`` keeps the state after epoch index ``epoch``."""
     return Path(run_dir) / "checkpoints" / f"epoch{epoch:03d}.pt"
@@ -90,6 +124,7 @@ class Trainer:
         self._fresh_accum()
         self.epoch, self.step, self.global_step = 0, 0, 0
         self.wall, self.images_seen, self.best_acc, self.best_epoch = 0.0, 0, -1.0, -1
+        self.saved_at: tuple[int, int] | None = None
 
     @property
     def ckpt_path(self) -> Path:
@@ -139,6 +174,44 @@ class Trainer:
 
     def save(self) -> None:
         save_checkpoint(self.ckpt_path, self.state())
+        self.saved_at = (self.epoch, self.step)
+
+    # ---- divergence ----
+    def _diverged(self, what: str, lr: float, step: int) -> TrainingDiverged:
+        """The error for step ``step`` (counted from 1) of the current epoch."""
+        if self.saved_at is None:
+            kept = "no checkpoint was written"
+        else:
+            epoch, done = self.saved_at
+            at = f"end of epoch {epoch}" if done == 0 else f"epoch {epoch + 1}, step {done}"
+            kept = f"the last good checkpoint {self.ckpt_path} ({at}) is kept"
+        return TrainingDiverged(
+            f"training diverged at epoch {self.epoch + 1}/{self.epochs}, step {step}/"
+            f"{self.steps_per_epoch}: {what} (learning rate {lr:g}); {kept}. "
+            "Lower train.optimizer.lr (or set train.grad_clip) and check the data for NaN/inf")
+
+    def _check_loss(self, total: float, losses: dict[str, torch.Tensor], lr: float) -> None:
+        """One ``isfinite`` on the summed loss per step; the terms are named only on failure."""
+        if math.isfinite(total):
+            return
+        values = {k: v.item() for k, v in losses.items()}
+        bad = [f"{k}={v}" for k, v in values.items() if not math.isfinite(v)]
+        what = (f"loss term(s) {', '.join(bad)} not finite" if bad else
+                f"the loss terms ({', '.join(f'{k}={v:g}' for k, v in values.items())}) "
+                "sum to a non-finite loss")
+        raise self._diverged(what, lr, self.step + 1)
+
+    def _check_weights(self, lr: float) -> None:
+        """A step with a finite loss can still leave non-finite weights (an infinite learning
+        rate); checked before each save, with one device sync."""
+        tensors = [(k, v) for k, v in self.task.state_dict().items() if v.is_floating_point()]
+        if not tensors:
+            return
+        finite = torch.stack([torch.isfinite(v).all() for _, v in tensors]).tolist()
+        bad = [k for (k, _), ok in zip(tensors, finite, strict=True) if not ok]
+        if bad:
+            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            raise self._diverged(f"model state {shown} not finite after the step", lr, self.step)
 
     # ---- run dir ----
     def _prepare_run_dir(self, resume: bool) -> None:
@@ -147,9 +220,9 @@ class Trainer:
         (self.run_dir / "config.yaml").write_text(dump_config(self.cfg))
         metrics = self.run_dir / "metrics.jsonl"
         if resume and metrics.exists():
-            lines = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
-            self.records = [r for r in lines if r["epoch"] < self.epoch]
-            metrics.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+            self.records = [r for r in read_records(metrics) if r["epoch"] < self.epoch]
+            text = "".join(json.dumps(r) + "\n" for r in self.records)
+            atomic_write(metrics, lambda tmp: Path(tmp).write_text(text))
         elif metrics.exists():
             metrics.unlink()
 
@@ -188,6 +261,7 @@ class Trainer:
     def fit(self, resume: bool = False) -> dict[str, Any]:
         if resume and self.ckpt_path.exists():
             self.load_state(load_checkpoint(self.ckpt_path))
+            self.saved_at = (self.epoch, self.step)
         else:
             torch.manual_seed(self.cfg.seed)
         self._prepare_run_dir(resume)
@@ -218,6 +292,8 @@ class Trainer:
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(self.task.parameters(), cfg.grad_clip)
                 self.optimizer.step()
+            loss = total.item()
+            self._check_loss(loss, losses, lr)
             n = batch.labels.numel()
             sums = self.accum["loss_sums"]
             for name, value in losses.items():
@@ -229,7 +305,7 @@ class Trainer:
             self.global_step += 1
             elapsed = self.accum["epoch_seconds"] + time.perf_counter() - tic
             step_metrics = {"epoch": self.epoch, "step": self.step - 1, "lr": lr,
-                            "loss": total.item(), "acc": self.accum["correct"] / self.accum["seen"],
+                            "loss": loss, "acc": self.accum["correct"] / self.accum["seen"],
                             "images_per_s": self.accum["seen"] / max(elapsed, 1e-9)}
             for cb in self.callbacks:
                 cb.on_step_end(self, step_metrics)
@@ -238,12 +314,14 @@ class Trainer:
                 self.accum["epoch_seconds"] = elapsed
                 self.wall += time.perf_counter() - tic
                 tic = time.perf_counter()
+                self._check_weights(lr)
                 self.save()
         self._end_epoch(lr, tic)
 
     def _end_epoch(self, lr: float, tic: float) -> None:
         train_seconds = self.accum["epoch_seconds"] + time.perf_counter() - tic
         self.wall += time.perf_counter() - tic
+        self._check_weights(lr)
         result = evaluate(self.task.eval_model, self.test_pipe, self.device, self.cfg.train.amp)
         self.last_eval_preds = result["preds"]
         val = {}
