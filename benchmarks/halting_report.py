@@ -42,6 +42,9 @@ from edgedistill.report.markdown import markdown_table
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--teacher", default="zoo:resnet56-fashion_mnist")
+    parser.add_argument("--allow-unfinished", action="store_true",
+                        help="accept a teacher trained short of its schedule (the shipped "
+                             "resnet56: 5 of 30 epochs)")
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--profile", default="rpi4")
     parser.add_argument("--storage", default="150kB")
@@ -68,6 +71,7 @@ def main() -> None:
     design = run_design(args.teacher, profile, out, dataset=args.dataset, measure=1)
     overrides = [f"train.epochs={args.epochs}", f"train.threads={args.threads}",
                  "train.progress=false", f"teacher.mode={args.teacher_mode}",
+                 f"teacher.allow_unfinished={args.allow_unfinished}",
                  f"halting_anneal_epochs={anneals[0]}",
                  f"train.keep_epoch_checkpoints={bool(args.replay_rules)}"]
     for key, value in (("limit_train", args.limit_train), ("limit_test", args.limit_test),
