@@ -12,6 +12,7 @@ import pytest
 from edgedistill.split.quantize import quantize
 from edgedistill.split.wire import (
     MAGIC,
+    MAX_SCALE,
     WireError,
     available_compressions,
     decode,
@@ -97,6 +98,8 @@ BAD = {
     "zero dim": (_raw(dims=(1, 0)), "zero dimension"),
     "huge shape": (_raw(dims=(2**32 - 1,) * 6), "limit"),
     "nan scale": (_raw(scales=(float("nan"),)), "finite"),
+    "inf scale": (_raw(scales=(float("inf"),)), "finite"),
+    "overflowing scale": (_raw(scales=(1e37,), payload=b"\xff\xff"), "stay finite"),
     "negative scale": (_raw(scales=(-1.0,)), "> 0"),
     "zero scale": (_raw(scales=(0.0,)), "> 0"),
     "short payload": (_raw(payload=b"\0"), "needs 2"),
@@ -119,6 +122,17 @@ def test_malformed_messages_are_rejected_clearly(name):
         decode(message)
     assert needle in str(err.value)
     assert 400 <= err.value.status < 500
+
+
+def test_largest_accepted_scale_dequantizes_to_finite_values():
+    top = np.float32(MAX_SCALE)
+    if float(top) > MAX_SCALE:
+        top = np.nextafter(top, np.float32(0))
+    for zp, codes in ((0, b"\xff\x00"), (255, b"\x00\xff")):
+        values = decode(_raw(scales=(float(top),), zps=(zp,), payload=codes)).to_float()
+        assert np.all(np.isfinite(values)) and np.abs(values).max() > 1e38
+    with pytest.raises(WireError, match="stay finite"):
+        decode(_raw(scales=(float(np.nextafter(top, np.float32(np.inf))),)))
 
 
 def test_fuzz_truncations_flips_and_garbage_never_crash():

@@ -20,6 +20,7 @@ from edgedistill.errors import UsageError
 FORMATS = {"png": ("PNG", {}), "jpeg95": ("JPEG", {"quality": 95}),
            "jpeg75": ("JPEG", {"quality": 75})}
 MAX_PIXELS = 4096 * 4096
+PNG_END = b"\0\0\0\0IEND\xaeB`\x82"  # the IEND chunk: length 0, type, CRC
 
 
 def _pil(image: np.ndarray) -> Image.Image:
@@ -50,13 +51,25 @@ def to_array(img: Image.Image, channels: int, size: tuple[int, int] | None = Non
 
 
 def decode_image(data: bytes, channels: int, size: tuple[int, int] | None = None) -> np.ndarray:
-    """PNG/JPEG bytes to uint8 (C, H, W); refuses undecodable data and huge images."""
+    """PNG/JPEG bytes to uint8 (C, H, W); refuses undecodable, truncated and huge images.
+
+    ``load()`` alone takes a PNG whose last chunks are cut off (its pixels are all in
+    IDAT), so PNGs are also checked with ``verify()`` (chunk CRCs) and must end with the
+    fixed IEND chunk; a cut JPEG fails ``load()`` as long as PIL's
+    ``ImageFile.LOAD_TRUNCATED_IMAGES`` keeps its default, False (nothing here sets it).
+    """
     try:
         img = Image.open(io.BytesIO(data))
         if img.format not in ("PNG", "JPEG"):
             raise UsageError(f"image format {img.format} is not accepted; send PNG or JPEG")
         if img.width * img.height > MAX_PIXELS:
             raise UsageError(f"image of {img.width}x{img.height} pixels is too large")
+        if img.format == "PNG":
+            if not data.endswith(PNG_END):
+                raise UsageError("PNG is truncated or has trailing bytes: it must end with "
+                                 "its IEND chunk")
+            img.verify()
+            img = Image.open(io.BytesIO(data))
         img.load()
     except UsageError:
         raise

@@ -113,6 +113,9 @@ def create_app(service: SplitService, token: str, max_payload: int = 1 << 20,
         except Overloaded as err:
             raise ApiError(503, f"server overloaded: {err}", {"Retry-After": "1"}) from None
         metrics.batch(timing["batch_size"])
+        if not np.all(np.isfinite(out)):
+            raise ApiError(422, "the model's output is not finite (NaN or inf) for this input: "
+                                "its values are far outside what the model was trained on")
         body = {"predictions": out.argmax(1).tolist(),
                 "timing_ms": {"decode": round(decode_ms, 3),
                               "queue": round(timing["queue_ms"], 3),

@@ -10,7 +10,7 @@ Layout (little-endian), version 1::
                         bits 1-2 compression: 0 none, 1 zlib, 2 zstd; other bits 0
     7       1           ndim (1..6)
     8       4 * ndim    dims, uint32, each >= 1
-    ...     4 * k       scales, float32, finite and > 0     (uint8 only; k = 1 or dims[1])
+    ...     4 * k       scales, float32, 0 < s <= MAX_SCALE (uint8 only; k = 1 or dims[1])
     ...     k           zero points, uint8                  (uint8 only)
     ...     4           payload length in bytes, uint32
     ...     n           payload: the elements in C order, compressed if flagged
@@ -41,6 +41,7 @@ MEDIA_TYPE = "application/vnd.edgedistill.tensor"
 DTYPES = {1: np.dtype(np.uint8), 2: np.dtype("<f2"), 3: np.dtype("<f4")}
 CODES = {np.dtype(np.uint8): 1, np.dtype(np.float16): 2, np.dtype(np.float32): 3}
 COMPRESSIONS = {"none": 0, "zlib": 1, "zstd": 2}
+MAX_SCALE = float(np.finfo(np.float32).max) / 255  # larger: (q - zp) * scale overflows to inf
 _PREFIX = struct.Struct("<4sBBBB")
 
 
@@ -201,8 +202,9 @@ def decode(message: bytes, max_elements: int = 1 << 24) -> WireTensor:
         k = shape[1] if per_channel else 1
         scale = np.frombuffer(r.take(4 * k, "the scales"), "<f4").astype(np.float32)
         zero_point = np.frombuffer(r.take(k, "the zero points"), np.uint8).copy()
-        if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
-            raise WireError(f"scales must be finite and > 0, got {scale[:8].tolist()}")
+        if not np.all((scale > 0) & (scale <= MAX_SCALE)):
+            raise WireError(f"scales must be finite, > 0 and <= {MAX_SCALE:.4g} (so that "
+                            f"dequantized values stay finite), got {scale[:8].tolist()}")
     elif per_channel:
         raise WireError(f"the per-channel flag is only valid for uint8, not {dtype}")
     (length,) = struct.unpack("<I", r.take(4, "the payload length"))
