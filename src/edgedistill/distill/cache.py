@@ -10,11 +10,10 @@ layers, top-k); a directory whose recorded key differs is refused, never reused.
 
 What is stored is verified: every value is checked finite as it is written (an fp16
 overflow says to use ``precision: fp32``), and ``meta.json`` records each shard's size
-and CRC-32, checked whenever the cache is opened (one read of each file, 0.7 GB/s on the
-2-core development machine). A cache
-that fails the check (``meta.json`` not JSON, a truncated, missing or edited ``.npy``,
-a cache from before checksums) is derived data: it is deleted and rebuilt, with a line
-that names the file and the reason.
+and CRC-32, checked whenever the cache is opened (one read of each file, 0.7 GB/s on
+the 2-core development machine). A cache that fails the check (``meta.json`` not JSON,
+a truncated, missing or edited ``.npy``, a cache from before checksums) is derived
+data: it is deleted and rebuilt, with a line that names the file and the reason.
 """
 
 from __future__ import annotations
