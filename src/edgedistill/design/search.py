@@ -2,9 +2,10 @@
 
 Candidates are the teacher's family with fewer blocks per stage and narrower layers
 (every combination of per-stage depth and width multiplier), plus the small students
-of the KD literature that the zoo registers. Each is built once and traced
-(``design/trace.py``) for parameters, storage at the profile's precision, FLOPs, peak
-activation memory and predicted latency. The most capable candidate that fits every
+of the KD literature that the zoo registers. Each is counted for parameters, storage at
+the profile's precision, FLOPs, peak activation memory and predicted latency: from its
+spec alone where ``design/analytic.py`` describes its family (microseconds), else by
+building it without weights (on the meta device) and tracing it (``design/trace.py``). The most capable candidate that fits every
 budget is chosen: FLOPs are the capacity proxy (accuracy is unknown before training),
 ties go to fewer parameters. Every rejected candidate keeps the reasons it failed.
 """
@@ -16,10 +17,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import product
 
+import torch
 from torch import nn
 
+from edgedistill.design.analytic import structure
 from edgedistill.design.profiles import DeviceProfile
-from edgedistill.design.trace import trace
+from edgedistill.design.trace import Trace, trace
 from edgedistill.design.units import fmt_bytes
 from edgedistill.errors import UsageError
 from edgedistill.models import MODELS, count_params, create_model, student_name
@@ -126,10 +129,26 @@ def zoo_specs(teacher: nn.Module) -> list[dict]:
 
 @lru_cache(maxsize=4096)
 def _structure(spec_json: str, input_shape: tuple[int, ...]) -> tuple:
-    """(params, ops, peak activation elements) of one spec, built and traced once."""
-    model = create_model(**json.loads(spec_json))
-    result = trace(model, input_shape)
-    return count_params(model), result.ops, result.peak_activation_elements
+    """(params, ops, peak activation elements) of one spec, counted once."""
+    spec = json.loads(spec_json)
+    counted = structure(spec, input_shape)
+    if counted is None:
+        counted = traced(spec, input_shape)
+    params, result = counted
+    return params, result.ops, result.peak_activation_elements
+
+
+def traced(spec: dict, input_shape: tuple[int, ...]) -> tuple[int, Trace]:
+    """Build ``spec`` on the meta device (shapes only: no weights to allocate and
+    initialize) and trace it; a model that cannot run there is built and traced on the
+    CPU, whose error, if any, is the one reported."""
+    try:
+        with torch.device("meta"):
+            model = create_model(**spec)
+        return count_params(model), trace(model, input_shape)
+    except (RuntimeError, NotImplementedError):
+        model = create_model(**spec)
+        return count_params(model), trace(model, input_shape)
 
 
 def analyze(spec: dict, origin: str, input_shape: tuple[int, int, int],

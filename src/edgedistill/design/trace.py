@@ -116,15 +116,24 @@ class _Recorder(TorchDispatchMode):
         return out
 
     def peak(self) -> int:
-        events = [0] * (self.step + 2)
-        for key, size in self.size.items():
-            events[self.born[key]] += size
-            events[self.last[key] + 1] -= size
-        live, peak = 0, 0
-        for delta in events:
-            live += delta
-            peak = max(peak, live)
-        return peak
+        keys = list(self.size)
+        return peak_elements([self.size[k] for k in keys], [self.born[k] for k in keys],
+                             [self.last[k] for k in keys], self.step)
+
+
+def peak_elements(size: Sequence[int], born: Sequence[int], last: Sequence[int],
+                  steps: int) -> int:
+    """The most elements alive at once, tensor ``i`` living from op ``born[i]`` to
+    ``last[i]`` (inclusive) of ``steps`` ops."""
+    events = [0] * (steps + 2)
+    for s, b, e in zip(size, born, last, strict=True):
+        events[b] += s
+        events[e + 1] -= s
+    live, peak = 0, 0
+    for delta in events:
+        live += delta
+        peak = max(peak, live)
+    return peak
 
 
 def _flatten(obj) -> list:
