@@ -60,7 +60,7 @@ def test_negative_transfer_only_when_whole_interval_is_below_zero():
 
 def cells(technique, finals, epochs_to_target):
     return [{"student": "s", "technique": technique, "seed": seed, "final_acc": f,
-             "best_acc": f, "auc": f - 0.1, "wall_seconds": 40.0, "agreement": 0.9,
+             "best_acc": f, "auc": f - 0.1, "wall_seconds": 40.0, "agreement": 0.9, "epochs": 5,
              "epochs_to_target": e, "wall_to_target": None if e is None else 10.0 * e,
              "images_to_target": None if e is None else 100 * e, "target": 0.8}
             for seed, (f, e) in enumerate(zip(finals, epochs_to_target, strict=True))]
@@ -79,11 +79,18 @@ def test_groups_pair_gains_by_seed_and_mark_negative_transfer():
     assert kd["verdict"] == UNCLEAR and kd["gain_pairs"] == 3
     assert kd["speedup_epochs"] == pytest.approx(2.0) and kd["speedup_wall"] == pytest.approx(2.0)
     assert kd["final_acc_mean"] == pytest.approx(0.83) and kd["reached"] == 3
+    # convergence, paired by seed: 4 - 2 epochs on every seed, and AUC moves as the finals
+    assert (kd["epochs_saved_mean"], kd["epochs_saved_low"], kd["epochs_saved_high"]) == (2, 2, 2)
+    assert kd["speed_verdict"] == GAIN and kd["censored"] == 0
+    assert kd["auc_gain_mean"] == pytest.approx(0.02) and kd["auc_verdict"] == UNCLEAR
     bad = by["bad"]
     assert bad["gain_mean"] == pytest.approx(-0.0233333, abs=1e-6)
     assert bad["gain_high"] == pytest.approx(-0.0233333 + 0.0071711, abs=1e-6)
     assert bad["verdict"] == NEGATIVE
     assert bad["reached"] == 0 and bad["speedup_epochs"] is None
+    # never reached in 5 epochs: counted as 6, two more than scratch's 4
+    assert bad["epochs_saved_mean"] == -2 and bad["speed_verdict"] == NEGATIVE
+    assert bad["censored"] == 3
     odd = by["odd"]  # only seeds 0 and 1 have a pair
     assert odd["gain_pairs"] == 2 and odd["gain_mean"] == pytest.approx((0.10 - 0.12) / 2)
     assert odd["epochs_to_target_mean"] == 2.0

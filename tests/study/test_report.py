@@ -61,6 +61,9 @@ def test_report_files_table_and_findings(tmp_path):
     assert "+2.00 [-0.48, +4.48]" in text  # the hand-computed interval, in points
     assert "**Negative transfer** (whole 95% interval below zero): fitnet on shallower" in text
     assert "best technique **kd**" in text
+    assert ("Claim 1, higher final accuracy: 1 of 4 pairs gain with the whole 95% interval "
+            "above zero, 1 lose with it below zero") in text
+    assert "Claim 2, faster convergence:" in text and "| epochs saved [CI] |" in text
     assert "teacher zoo:x: 91.00% test accuracy, 3/15 planned epochs" in text
     assert "narrow/fitnet/seed2 (new)" in text and "](plots/gain_heatmap.png)" in text
     assert "Target: 0.99 x the mean final accuracy" in text and "shallower: 80.19%" in text

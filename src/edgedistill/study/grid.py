@@ -107,10 +107,11 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 def check_unchanged(run_dir: Path, exp: DistillExperiment, cell: Cell) -> None:
     """A cell run with other settings cannot be mixed into this study's statistics."""
-    path = run_dir / "config.yaml"
-    if not path.exists():
+    from edgedistill import api
+
+    if not (run_dir / "config.yaml").exists():
         return
-    old = _flatten(yaml.safe_load(path.read_text()))
+    old = _flatten(api.run_config(run_dir))
     new = _flatten(yaml.safe_load(yaml.safe_dump(exp.model_dump(mode="json"))))
     changed = sorted(k for k in old.keys() | new.keys()
                      if old.get(k) != new.get(k) and k not in RUNTIME_KEYS)

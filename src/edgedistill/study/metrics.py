@@ -78,6 +78,15 @@ def verdict(interval: dict[str, Any]) -> str | None:
     return UNCLEAR
 
 
+def censored_epochs(cell: dict[str, Any]) -> int:
+    """Epochs to target, a cell that never reached it counted as one epoch past its end
+    (right-censored at the earliest it could have). A saving is then understated when the
+    scratch cell did not reach the target and overstated when the technique's did not; the
+    report counts such cells (``censored``)."""
+    reached = cell["epochs_to_target"]
+    return reached if reached is not None else cell["epochs"] + 1
+
+
 def _ratio(base: float | None, value: float | None) -> float | None:
     return base / value if base and value else None
 
@@ -102,12 +111,20 @@ def group_stats(cells: list[dict], confidence: float) -> list[dict[str, Any]]:
         row["reached"] = sum(c["epochs_to_target"] is not None for c in group)
         row["target"] = group[0].get("target")
         if technique != "none":
-            diffs = [c["final_acc"] - base[c["seed"]]["final_acc"] for c in group
-                     if c["seed"] in base]
-            gain = t_interval(diffs, confidence)
+            pairs = [(c, base[c["seed"]]) for c in group if c["seed"] in base]
+            gain = t_interval([c["final_acc"] - b["final_acc"] for c, b in pairs], confidence)
             row.update({"gain_mean": gain["mean"], "gain_std": gain["std"],
                         "gain_low": gain["low"], "gain_high": gain["high"],
                         "gain_pairs": gain["n"], "verdict": verdict(gain)})
+            auc = t_interval([c["auc"] - b["auc"] for c, b in pairs], confidence)
+            row.update({"auc_gain_mean": auc["mean"], "auc_gain_low": auc["low"],
+                        "auc_gain_high": auc["high"], "auc_verdict": verdict(auc)})
+            saved = t_interval([censored_epochs(b) - censored_epochs(c) for c, b in pairs],
+                               confidence)
+            row.update({"epochs_saved_mean": saved["mean"], "epochs_saved_low": saved["low"],
+                        "epochs_saved_high": saved["high"], "speed_verdict": verdict(saved),
+                        "censored": sum(x["epochs_to_target"] is None
+                                        for pair in pairs for x in pair)})
         rows.append(row)
     scratch = {r["student"]: r for r in rows if r["technique"] == "none"}
     for row in rows:
