@@ -49,12 +49,25 @@ def serve(run_dir: Path, host: str = typer.Option("127.0.0.1", help="Address to 
           max_payload: int = typer.Option(1 << 20, min=64, help="Largest body in bytes."),
           max_batch: int = typer.Option(32, min=1, help="Most samples per model call."),
           max_wait_ms: float = typer.Option(0.0, min=0, help="Wait for a fuller batch."),
+          header_timeout: float = typer.Option(
+              10.0, min=0.1, help="Seconds a client has to send a request's headers, from "
+                                  "connecting or from the previous answer."),
+          body_timeout: float = typer.Option(
+              30.0, min=0.1, help="Seconds a client has to send a body after its headers "
+                                  "(cover max-payload over the slowest link)."),
+          max_connections: int = typer.Option(
+              1024, min=1, help="Open connections at most; at the cap a new one evicts the "
+                                "longest-idle or slowest."),
           log_level: str = typer.Option("warning")):
     """Run the edge server: decoder + teacher tail behind bearer-token auth."""
+    from edgedistill.split.connections import ConnectionLimits
     from edgedistill.split.server import serve as run_server
 
+    limits = ConnectionLimits(header_timeout=header_timeout, body_timeout=body_timeout,
+                              keep_alive=min(5.0, header_timeout),
+                              max_connections=max_connections)
     run_server(str(run_dir), host, port, str(token_file), bottleneck, backend, threads,
-               max_payload, max_batch, max_wait_ms, log_level)
+               max_payload, max_batch, max_wait_ms, log_level, limits)
 
 
 @split_app.command()

@@ -1,7 +1,10 @@
 """Server counters in the Prometheus text format (no client library needed).
 
-Counts requests by path and status, bytes received, batches and their sizes, and
-keeps the last 1,000 request durations per path for p50/p90/p99 quantiles.
+Counts requests by path and status, requests whose client left before the answer
+(not a status: no answer was sent), connections the server closed by reason
+(``connections.py``: deadlines, evictions, malformed HTTP), bytes received, batches
+and their sizes, and keeps the last 1,000 request durations per path for
+p50/p90/p99 quantiles.
 """
 
 from __future__ import annotations
@@ -19,10 +22,18 @@ class Metrics:
         self.durations: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=WINDOW))
         self.bytes_received = 0
         self.batch_sizes: Counter[int] = Counter()
+        self.disconnects: Counter[str] = Counter()
+        self.closed: Counter[str] = Counter()
 
     def request(self, path: str, status: int, seconds: float) -> None:
         self.requests[(path, status)] += 1
         self.durations[path].append(seconds)
+
+    def disconnect(self, path: str) -> None:
+        self.disconnects[path] += 1
+
+    def connection_closed(self, reason: str) -> None:
+        self.closed[reason] += 1
 
     def received(self, n: int) -> None:
         self.bytes_received += n
@@ -36,6 +47,12 @@ class Metrics:
         lines = [f"# TYPE {p}requests_total counter"]
         for (path, status), n in sorted(self.requests.items()):
             lines.append(f'{p}requests_total{{path="{path}",status="{status}"}} {n}')
+        lines.append(f"# TYPE {p}client_disconnects_total counter")
+        for path, n in sorted(self.disconnects.items()):
+            lines.append(f'{p}client_disconnects_total{{path="{path}"}} {n}')
+        lines.append(f"# TYPE {p}connections_closed_total counter")
+        for reason, n in sorted(self.closed.items()):
+            lines.append(f'{p}connections_closed_total{{reason="{reason}"}} {n}')
         lines.append(f"# TYPE {p}request_seconds summary")
         for path, values in sorted(self.durations.items()):
             qs = np.quantile(np.fromiter(values, float), [0.5, 0.9, 0.99])

@@ -6,13 +6,18 @@ predictions of decoder + tail) and ``POST /v1/classify`` (a PNG/JPEG image -> th
 whole teacher's prediction: the "send the input" alternative). Every ``/v1`` and
 metrics call needs ``Authorization: Bearer <token>``, compared in constant time and
 checked before the body is read. Bodies are read with a hard size cap whatever
-Content-Length claims. Errors are JSON ``{"error": ...}`` with 400 malformed, 401
-auth, 413 too large, 415 wrong media type, 422 valid message but wrong dtype/shape
-for this model, 503 overloaded; a model failure is a 500 without internals.
+Content-Length claims and a deadline (``body_timeout``). Errors are JSON ``{"error":
+...}`` with 400 malformed, 401 auth, 408 body too slow, 413 too large, 415 wrong media
+type, 422 valid message but wrong dtype/shape for this model or a model output that is
+not finite, 503 overloaded; a model failure is a 500 without internals. A client that
+leaves mid-request is one log line and a ``client_disconnects`` count, not an error.
+``serve`` runs the app behind ``connections.guarded_protocol``: header and body
+deadlines, a connection cap, and no requests with ambiguous framing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -21,8 +26,10 @@ from contextlib import asynccontextmanager
 import numpy as np
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.requests import ClientDisconnect
 
 from edgedistill.split.batching import Batcher, Overloaded
+from edgedistill.split.connections import ConnectionLimits, fit_fd_limit, uvicorn_config
 from edgedistill.split.metrics import Metrics
 from edgedistill.split.service import SplitService
 from edgedistill.split.wire import MEDIA_TYPE, VERSION, WireError, decode
@@ -40,7 +47,8 @@ class ApiError(Exception):
 
 
 def create_app(service: SplitService, token: str, max_payload: int = 1 << 20,
-               max_batch: int = 32, max_wait_ms: float = 0.0, max_queue: int = 1024) -> FastAPI:
+               max_batch: int = 32, max_wait_ms: float = 0.0, max_queue: int = 1024,
+               body_timeout: float = ConnectionLimits.body_timeout) -> FastAPI:
     """The app for one ``SplitService``; ``token`` is the bearer token clients must send."""
     if not token:
         raise ValueError("an empty token would let anyone in")
@@ -68,12 +76,18 @@ def create_app(service: SplitService, token: str, max_payload: int = 1 << 20,
     @app.middleware("http")
     async def count(request: Request, call_next):
         tic = time.perf_counter()
+        path = request.url.path if request.url.path in PATHS else "other"
         try:
             response = await call_next(request)
+        except ClientDisconnect:
+            client = request.client.host if request.client else "?"
+            log.warning("client %s disconnected before its request to %s was complete",
+                        client, path)
+            metrics.disconnect(path)
+            return JSONResponse({"error": "client disconnected"}, 400)
         except Exception:
             log.exception("unhandled error on %s", request.url.path)
             response = JSONResponse({"error": "internal server error"}, 500)
-        path = request.url.path if request.url.path in PATHS else "other"
         metrics.request(path, response.status_code, time.perf_counter() - tic)
         return response
 
@@ -97,11 +111,16 @@ def create_app(service: SplitService, token: str, max_payload: int = 1 << 20,
             raise ApiError(413 if length.isdigit() else 400,
                            f"body of {length} bytes; the limit is {max_payload}")
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_payload:
-                raise ApiError(413, f"body exceeds the limit of {max_payload} bytes")
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(body_timeout):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > max_payload:
+                        raise ApiError(413, f"body exceeds the limit of {max_payload} bytes")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise ApiError(408, f"body not received within {body_timeout:g} s ({size} bytes "
+                                "came)", {"Connection": "close"}) from None
         if not size:
             raise ApiError(400, "empty body")
         metrics.received(size)
@@ -185,15 +204,19 @@ def create_app(service: SplitService, token: str, max_payload: int = 1 << 20,
 
 def serve(run_dir: str, host: str, port: int, token_file: str, bottleneck: str | None = None,
           backend: str = "onnx", threads: int | None = 1, max_payload: int = 1 << 20,
-          max_batch: int = 32, max_wait_ms: float = 0.0, log_level: str = "warning") -> None:
+          max_batch: int = 32, max_wait_ms: float = 0.0, log_level: str = "warning",
+          limits: ConnectionLimits = ConnectionLimits()) -> None:
     """Load the run's bottleneck and serve it with uvicorn until interrupted."""
     import uvicorn
 
     from edgedistill.split.tokens import read_token
 
     token = read_token(token_file)
+    limits = fit_fd_limit(limits)
     service = SplitService.from_run(run_dir, bottleneck, backend, threads)
-    app = create_app(service, token, max_payload, max_batch, max_wait_ms)
+    app = create_app(service, token, max_payload, max_batch, max_wait_ms,
+                     body_timeout=limits.body_timeout)
     print(f"serving {run_dir} bottleneck {service.name} {list(service.bottleneck_shape)} "
           f"({backend}) on http://{host}:{port}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.Server(uvicorn_config(app, host, port, limits, app.state.metrics.connection_closed,
+                                  log_level)).run()
