@@ -86,3 +86,22 @@ def test_weak_token_is_refused(tmp_path, split_run, capsys):
     with pytest.raises(SystemExit):
         main(["serve", str(split_run), "--token-file", str(weak)])
     assert "at least 16 characters" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["slowdown: [1, 2\nfoo: : bar\n", "a: b\n\tc: d\n"])
+def test_profile_with_a_yaml_error_is_one_line_naming_the_file(text, split_run, tmp_path,
+                                                               capsys):
+    profile = tmp_path / "device.yaml"
+    profile.write_text(text)
+    with pytest.raises(SystemExit) as exit_:
+        main(["plan", str(split_run), "--device-profile", str(profile)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and str(profile) in err and "line " in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_infer_help_says_which_images_it_takes():
+    result = runner.invoke(split_app, ["infer", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for needle in ("PNG", "JPEG", "resized", "aspect ratio", "grey or RGB"):
+        assert needle in result.output

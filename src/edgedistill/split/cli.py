@@ -71,7 +71,24 @@ def serve(run_dir: Path, host: str = typer.Option("127.0.0.1", help="Address to 
 
 
 @split_app.command()
-def infer(run_dir: Path, images: list[Path],
+def token(path: Path = typer.Argument(..., help="Token file to create."),
+          force: bool = typer.Option(False, help="Replace an existing file (old token stops "
+                                                 "working).")):
+    """Create a bearer token file: 256 random bits, mode 0600, never overwritten silently."""
+    from edgedistill.split.tokens import write_token
+
+    print(f"wrote a new token to {write_token(path, force)} (mode 0600); give the same file "
+          "to serve, infer and plan with --token-file")
+
+
+IMAGES_HELP = ("Image files, any format Pillow reads (PNG, JPEG, BMP, GIF, TIFF, WebP, ...); "
+               "each is converted to the model's channels (grey or RGB) and resized to its "
+               "input HxW with bilinear filtering, aspect ratio not kept. Pillow refuses "
+               "images over 179 megapixels.")
+
+
+@split_app.command()
+def infer(run_dir: Path, images: list[Path] = typer.Argument(..., help=IMAGES_HELP),
           server: str = typer.Option(..., help="Server URL, e.g. http://127.0.0.1:8000"),
           token_file: Path = typer.Option(..., help="File holding the bearer token."),
           bottleneck: Optional[str] = typer.Option(None, help=BOTTLENECK_HELP),

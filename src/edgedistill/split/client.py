@@ -166,7 +166,7 @@ def load_images(paths: list[str | Path], input_shape) -> np.ndarray:
         try:
             with Image.open(path) as img:
                 out.append(to_array(img, c, (h, w)))
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
             raise UsageError(f"cannot read image {path}: {err}") from None
     if not out:
         raise UsageError("give at least one image file")

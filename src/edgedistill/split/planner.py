@@ -51,6 +51,14 @@ class ComputeProfile(Strict):
 BUILTIN = {"host": ComputeProfile()}
 
 
+def yaml_where(err: yaml.YAMLError) -> str:
+    """Where and what a YAML error is, on one line (PyYAML's own text spans several)."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(err, "problem", None)
+    return where + (f": {problem}" if problem else "")
+
+
 def load_profile(name_or_path: str) -> ComputeProfile:
     """A built-in profile name (``host``) or a YAML file with ``ComputeProfile`` keys."""
     if name_or_path in BUILTIN:
@@ -59,7 +67,12 @@ def load_profile(name_or_path: str) -> ComputeProfile:
     if not path.is_file():
         raise UsageError(f"profile {name_or_path!r} is neither built in "
                          f"({', '.join(BUILTIN)}) nor a YAML file")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UsageError(f"profile {path}: not valid YAML{yaml_where(err)}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"profile {path}: cannot read it as text ({err})") from None
     if not isinstance(raw, dict):
         raise UsageError(f"{path}: a profile is a mapping of keys")
     return validate({"name": path.stem, **raw}, ComputeProfile, str(path))
