@@ -34,7 +34,7 @@ def test_presets_are_loss_term_lists():
     joint = expand_name("hint+kd", 10, HintConfig(joint_weight=100.0))
     assert terms(joint) == [("ce", 0.1, []), ("fitnet", 100.0, ["stage2"]), ("kd", 0.9, [])]
     assert all("start_epoch" not in t.params or t.params["start_epoch"] == 0 for t in joint)
-    with pytest.raises(ValueError, match="less than train.epochs"):
+    with pytest.raises(UsageError, match="less than train.epochs"):
         expand_name("fitnet", 3, HintConfig(stage_epochs=3))
     assert expand_name("dkd", 240)[1].params["warmup_epochs"] == 20
     assert expand_name("dkd", 4)[1].params["warmup_epochs"] == 1

@@ -22,6 +22,7 @@ from edgedistill.config import (
     read_yaml_mapping,
     validate,
 )
+from edgedistill.errors import UsageError
 
 LABEL = re.compile(r"^[A-Za-z0-9_.+-]+$")
 DEFAULT_TECHNIQUES = ["none", "kd", "fitnet", "hint+kd"]
@@ -91,7 +92,8 @@ class HintConfig(Strict):
     def epochs(self, total: int) -> int:
         n = self.stage_epochs if self.stage_epochs is not None else max(1, round(total / 5))
         if n >= total:
-            raise ValueError(f"hint.stage_epochs ({n}) must be less than train.epochs ({total})")
+            raise UsageError(f"hint.stage_epochs ({n}) must be less than train.epochs ({total}), "
+                             "so that the hinted student trains on after its hint stage")
         return n
 
 
@@ -142,8 +144,6 @@ class StudyConfig(Strict):
                  for t in self.techniques]
         if len(set(names)) != len(names):
             raise ValueError(f"two techniques share a label in {names}")
-        if self.hint.joint_weight is None:
-            self.hint.epochs(self.train.epochs)
         if "none" not in names:
             raise ValueError("techniques must include 'none' (the student trained without a "
                              "teacher): every gain and the default target are measured against it")
