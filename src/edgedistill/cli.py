@@ -190,10 +190,11 @@ def zoo():
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Where runs and the report go."),
-    epochs: int = typer.Option(3, help="Student epochs."),
-    limit_train: Optional[int] = typer.Option(20000, help="Training images used."),
+    epochs: Optional[int] = typer.Option(None, help="Student epochs (default: the study's 8)."),
+    limit_train: Optional[int] = typer.Option(
+        None, help="Training images used (default: the study's 10,000)."),
 ):
-    """Shipped teacher -> student from scratch and with hint+kd; prints a table."""
+    """Shipped teacher -> resnet8 from scratch and with KD; prints a table."""
     from edgedistill.demo import run_demo
 
     report = run_demo(out, epochs=epochs, limit_train=limit_train)
