@@ -27,6 +27,7 @@ from edgedistill.study.grid import (
     run_grid,
 )
 from edgedistill.study.prepare import build_caches, check_pairs, snapshot_teacher
+from edgedistill.study.progress import GridProgress
 from edgedistill.study.report import write_report
 from edgedistill.study.techniques import resolve_techniques
 
@@ -129,7 +130,8 @@ def _run(cfg: StudyConfig, out: Path, command: str, log) -> Path:
             write_report(out, cfg, techniques, meta)
             last_report[0] = time.monotonic()
 
-    run_grid(jobs, workers, on_result)
+    with GridProgress(jobs, cfg.train.epochs):
+        run_grid(jobs, workers, on_result)
     report = write_report(out, cfg, techniques, meta)
     if failed:
         raise CellsFailed(f"{len(failed)} cell(s) did not finish ({', '.join(failed[:5])}); "
