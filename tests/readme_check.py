@@ -120,8 +120,8 @@ def _design(p):
     _widths(p["widths"])
     _shape(p["input_shape"])
     apply_overrides({}, p["set_"])
-    if p["set_"] and not p["train"]:
-        raise UsageError("--set applies to --train")
+    if (p["config"] or p["set_"] or p["halting_report"] or p["resume"]) and not p["train"]:
+        raise UsageError("--config, --set, --halting-report and --resume apply to --train")
     if p["config"] is not None:
         read_yaml_mapping(p["config"])
     profile = p["profile"]

@@ -12,6 +12,7 @@ tests fail when a command is neither runnable nor listed, or when a listed one i
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -58,8 +59,9 @@ def injected(names: tuple[str, ...], params: dict) -> list[str]:
     one epoch, fewer measurements."""
     if names in (("train",), ("distill",), ("split", "train")):
         return SMALL
-    if names == ("study",):  # the hint techniques need an epoch before their KD stage
-        return [*SMALL, "--set", "train.epochs=2", "--set", "seeds=[0]"]
+    if names == ("study",):  # one hint epoch, then one of the rest
+        return [*SMALL, "--set", "train.epochs=2", "--set", "hint.stage_epochs=1",
+                "--set", "seeds=[0]"]
     if names == ("design",):
         return [*(SMALL if params["train"] else []), "--measure", "1"]
     if names == ("profile-device",):
@@ -217,6 +219,16 @@ def upscaled_teacher(cwd: Path) -> None:
     train_teacher(cfg, cwd / cfg.teacher.source, epochs=1, model="resnet18")
 
 
+def check_pool_run(run_dir: Path, cmd) -> None:
+    """A run with ``teacher.mode: pool`` really read its teacher from live replicas."""
+    config = run_dir / "config.yaml"
+    if not config.is_file() or yaml.safe_load(config.read_text()).get(
+            "teacher", {}).get("mode") != "pool":
+        return
+    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["replicas"] >= 1, f"README line {cmd.line}: no replica was alive: {last}"
+
+
 STAND_INS = {"python benchmarks/split_upscaled.py --teacher-epochs 3": upscaled_teacher}
 
 
@@ -250,6 +262,7 @@ def test_readme_runs_in_order(tmp_path, monkeypatch):
                     servers.append(subprocess.Popen(argv, cwd=cwd, env=run_env, stdout=log,
                                                     stderr=subprocess.STDOUT))
                 wait_for_port(port, servers[-1])
+                took.append((round(time.monotonic() - start, 1), cmd.line, cmd.key[:60]))
                 continue
             shell = ["bash", "-c", cmd.text] if cmd.needs_shell else argv
             done = subprocess.run(shell, cwd=cwd, env=run_env, text=True, capture_output=True,
@@ -258,6 +271,7 @@ def test_readme_runs_in_order(tmp_path, monkeypatch):
                                           f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
             for out in outputs:
                 assert (cwd / out).exists(), f"README line {cmd.line} did not make {out}"
+                check_pool_run(cwd / out, cmd)
             took.append((round(time.monotonic() - start, 1), cmd.line, cmd.key[:60]))
     finally:
         for server in servers:
