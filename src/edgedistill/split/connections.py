@@ -69,18 +69,27 @@ class ConnectionLimits:
 
 
 class StrictConnection(h11.Connection):
-    """h11 that refuses a request with both Content-Length and Transfer-Encoding;
-    ``refusal`` keeps the reason for the 400's body (uvicorn's own text is generic)."""
+    """h11 that refuses a request with both Content-Length and Transfer-Encoding, and
+    headers over ``max_header_bytes`` that arrived whole (h11 limits only headers still
+    incomplete); ``refusal`` keeps the reason for the 400's body (uvicorn's is generic)."""
 
     refusal: str | None = None
+
+    def __init__(self, max_header_bytes: int):
+        super().__init__(h11.SERVER, max_header_bytes)
+        self.max_header_bytes = max_header_bytes
 
     def next_event(self):
         event = super().next_event()
         if isinstance(event, h11.Request):
             names = {name for name, _ in event.headers}
+            size = sum(len(k) + len(v) + 4 for k, v in event.headers) + len(event.target)
             if b"content-length" in names and b"transfer-encoding" in names:
                 self.refusal = ("Content-Length together with Transfer-Encoding is refused "
                                 "(ambiguous framing, as in request smuggling); send one")
+            elif size > self.max_header_bytes:
+                self.refusal = f"headers larger than {self.max_header_bytes} bytes"
+            if self.refusal:
                 raise h11.RemoteProtocolError(self.refusal)
         return event
 
@@ -92,7 +101,7 @@ def guarded_protocol(limits: ConnectionLimits,
     class GuardedH11Protocol(H11Protocol):
         def __init__(self, config, server_state, app_state, _loop=None):
             super().__init__(config, server_state, app_state, _loop)
-            self.conn = StrictConnection(h11.SERVER, limits.max_header_bytes)
+            self.conn = StrictConnection(limits.max_header_bytes)
             self.deadline = None
             self.phase: str | None = None
             self.since = time.monotonic()
