@@ -6,14 +6,16 @@
 Starts a real ``edgedistill split serve`` process on 127.0.0.1, measures the latency of
 valid ``/v1/split`` requests (the bottleneck the run's own head makes, one new
 connection each, as a device that just woke up), then opens ``--clients`` sockets that
-misbehave in four ways, a quarter each (``KINDS``), and measures again while they are
-held; it reports how long the server held each kind and what it answered them.
+misbehave in four ways, a quarter each (``KINDS``), and measures again, spread over the
+time until the server has closed the last of them; it reports how long the server held
+each kind and what it answered them.
 ``SlowClients`` and ``probe`` are also what ``tests/split/test_slow_clients.py`` uses.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import selectors
 import socket
@@ -130,22 +132,34 @@ class SlowClients:
         key.fileobj.close()
 
 
+def _attack(port: int, n: int, token: str, give_up_s: float, queue) -> None:
+    """``SlowClients`` in a process of its own, so that its loop over a thousand sockets
+    does not take the interpreter lock from the process timing the valid requests."""
+    with SlowClients(port, n, token, give_up_s=give_up_s) as attack:
+        queue.put("opened")
+        attack.wait_closed(give_up_s)
+    queue.put({"held": dict(attack.held), "connect_errors": attack.connect_errors,
+               "still_open": attack.still_open,
+               "answers": {k: dict(v) for k, v in attack.answers.items()}})
+
+
 def probe(url: str, token: str, body: bytes, n: int, pause: float = 0.0) -> dict:
-    """``n`` valid ``/v1/split`` requests, each on a new connection: statuses and
-    latencies in ms."""
-    statuses, ms = defaultdict(int), []
+    """``n`` valid ``/v1/split`` requests, each on a new connection: statuses, latencies
+    in ms and when each started (``time.monotonic``)."""
+    statuses, ms, at = defaultdict(int), [], []
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
     fresh = httpx.Limits(max_keepalive_connections=0)
     with httpx.Client(base_url=url, headers=headers, limits=fresh, timeout=10) as client:
         for _ in range(n):
             tic = time.perf_counter()
+            at.append(time.monotonic())
             try:
                 statuses[client.post("/v1/split", content=body).status_code] += 1
             except httpx.HTTPError as err:
                 statuses[type(err).__name__] += 1
             ms.append((time.perf_counter() - tic) * 1e3)
             time.sleep(pause)
-    return {"statuses": dict(statuses), "ms": ms}
+    return {"statuses": dict(statuses), "ms": ms, "at": at}
 
 
 def quantiles(ms: list[float]) -> str:
@@ -181,7 +195,7 @@ def _valid_body(run: str) -> bytes:
 
     meta = read_meta(run)
     image = np.random.default_rng(0).integers(0, 256, (1, *meta["input_shape"]), np.uint8)
-    z = run_session(session(bottleneck_dir(run) / "head.onnx", 1),
+    z = run_session(session(bottleneck_dir(run, None) / "head.onnx", 1),
                     normalize_uint8(image, meta["mean"], meta["std"]))
     return encode(quantize(z), meta["wire"]["compression"])
 
@@ -209,33 +223,42 @@ def main() -> None:
     proc = _start_server(args, port)
     try:
         probe(url, token, body, 20)
-        quiet = probe(url, token, body, args.requests)
+        quiet = probe(url, token, body, args.requests, pause=0.05)
+        give_up = args.body_timeout + args.header_timeout + 60
+        queue = mp.get_context("spawn").Queue()
+        attacker = mp.get_context("spawn").Process(
+            target=_attack, args=(port, args.clients, token, give_up, queue))
         tic = time.monotonic()
-        with SlowClients(port, args.clients, token,
-                         give_up_s=args.body_timeout + args.header_timeout + 60) as attack:
-            connected = time.monotonic() - tic
-            during = probe(url, token, body, args.requests, pause=0.02)
-            probed = time.monotonic() - tic
-            attack.wait_closed(args.body_timeout + args.header_timeout + 60)
+        attacker.start()
+        assert queue.get(timeout=120) == "opened"
+        connected = time.monotonic() - tic
+        span = args.body_timeout + 2  # until the last slow connection is closed
+        during = probe(url, token, body, args.requests, pause=span / args.requests)
+        probed = time.monotonic() - tic
+        attack = queue.get(timeout=give_up + 30)
+        attacker.join(30)
         metrics = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {token}"}).text
     finally:
         proc.terminate()
         proc.wait(10)
     print(header(" ".join(["python -m benchmarks.split_slow_clients", *sys.argv[1:]])))
-    print(f"{args.clients} slow clients connected in {connected:.1f} s "
-          f"({attack.connect_errors} connect errors); {args.requests} valid requests during "
-          f"the attack took {probed - connected:.1f} s; {attack.still_open} slow connections "
-          f"were still open when the benchmark gave up\n")
+    print(f"{args.clients} slow clients connected {connected:.1f} s after their process started "
+          f"({attack['connect_errors']} connect errors); {args.requests} valid requests spread "
+          f"over {probed - connected:.1f} s of the attack; {attack['still_open']} slow "
+          "connections were still open when the benchmark gave up\n")
     latency = "ms p50 / p90 / p99 / max"
     print(markdown_table([
         {"phase": "quiet", "valid answers": quiet["statuses"], latency: quantiles(quiet["ms"])},
         {"phase": "during attack", "valid answers": during["statuses"],
          latency: quantiles(during["ms"])}]))
+    slowest = sorted(zip(during["ms"], during["at"], strict=True), reverse=True)[:5]
+    print("slowest valid requests during the attack (ms at s after it began): "
+          + ", ".join(f"{ms:.0f} at {t - tic:.1f}" for ms, t in slowest) + "\n")
     rows = []
     for kind, what in KINDS.items():
-        held = attack.held.get(kind, [])
+        held = attack["held"].get(kind, [])
         rows.append({"kind": kind, "does": what, "closed by server": len(held),
-                     "answers": dict(attack.answers.get(kind, {})),
+                     "answers": attack["answers"].get(kind, {}),
                      "held s min / median / max": f"{min(held):.1f} / "
                      f"{statistics.median(held):.1f} / {max(held):.1f}" if held else "-"})
     print(markdown_table(rows))
