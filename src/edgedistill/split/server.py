@@ -84,7 +84,7 @@ def create_app(service: SplitService, token: str, max_payload: int = 1 << 20,
             log.warning("client %s disconnected before its request to %s was complete",
                         client, path)
             metrics.disconnect(path)
-            return JSONResponse({"error": "client disconnected"}, 400)
+            return JSONResponse({"error": "client disconnected"}, 400)  # never sent
         except Exception:
             log.exception("unhandled error on %s", request.url.path)
             response = JSONResponse({"error": "internal server error"}, 500)
