@@ -153,7 +153,7 @@ def _split_plan(p):
 LOADERS: dict[tuple[str, ...], Callable[[dict], list[Path]]] = {
     ("train",): _train, ("distill",): _distill, ("split", "train"): _split_train,
     ("study",): _study, ("design",): _design, ("profile-device",): _profile_device,
-    ("split", "plan"): _split_plan,
+    ("split", "plan"): _split_plan, ("split", "token"): lambda p: [Path(p["path"])],
 }
 # Commands that only read what earlier ones made: no config of their own.
 READERS = {("models",), ("datasets",), ("losses",), ("zoo",), ("eval",), ("export",),
@@ -184,6 +184,8 @@ class Walk:
         except Exception as err:  # click's usage errors, typer's type errors
             raise AssertionError(f"{where}: the CLI refuses it: {err}") from None
         outputs_given = {str(params.get("out"))} if params.get("out") else set()
+        if names == ("split", "token"):
+            outputs_given.add(str(params["path"]))
         for token in cmd.argv[1:]:
             if token in outputs_given or "://" in token or "=" in token:
                 continue
