@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import torch
 
 from edgedistill.errors import UsageError
+from edgedistill.train.layout import NCHW_BELOW_IN_CHANNELS, run_in_nchw
+
+log = logging.getLogger("edgedistill.train")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -37,21 +41,6 @@ def memory_format(name: str = "auto") -> torch.memory_format:
     raise UsageError(f"memory_format {name!r} is not one of auto, channels_last, contiguous")
 
 
-def channels_last_hazard(module: torch.nn.Module) -> str | None:
-    """The first layer whose channels_last backward corrupts the heap in this torch.
-
-    torch 2.14.1 on CPU aborts (double free, segfault) in the weight gradient of a 1x1
-    convolution with stride > 1 and 2 to 7 input channels in channels_last layout
-    (tests/train/test_anneal.py reproduces the grid in a subprocess). Such layers appear
-    in very narrow students (resnet8 at width 0.25 has a 4-channel strided shortcut).
-    """
-    for path, m in module.named_modules():
-        if isinstance(m, torch.nn.Conv2d) and tuple(m.kernel_size) == (1, 1) \
-                and max(m.stride) > 1 and 1 < m.in_channels // m.groups < 8:
-            return path
-    return None
-
-
 def to_layout(module: torch.nn.Module, device: torch.device, fmt: str = "auto"
               ) -> torch.nn.Module:
     """Move ``module`` to ``device`` with its 4-D weights in the chosen layout.
@@ -59,17 +48,18 @@ def to_layout(module: torch.nn.Module, device: torch.device, fmt: str = "auto"
     ``auto`` is channels_last: on this project's CPUs (oneDNN) a training step of the
     CIFAR ResNets is 1.24-1.33x faster than in the default NCHW layout
     (benchmarks/train_throughput.py, RESULTS.md), and on CUDA it is the layout
-    tensor-core convolutions want. ``auto`` keeps NCHW for a model with a layer that crashes in channels_last on
-    CPU (``channels_last_hazard``); asking for channels_last explicitly there is refused.
+    tensor-core convolutions want. On CPU, the layers that crash this torch in
+    channels_last (strided 1x1 convolutions with few input channels, ``layout.py``) run
+    in NCHW inside the channels_last model, under ``auto`` and ``channels_last`` alike;
+    an explicit ``channels_last`` says so on the ``edgedistill.train`` log.
     """
     fmt_ = memory_format(fmt)
+    module = module.to(device=device, memory_format=fmt_)
     if fmt_ is torch.channels_last and device.type == "cpu":
-        hazard = channels_last_hazard(module)
-        if hazard is not None:
-            if fmt == "channels_last":
-                raise UsageError(
-                    f"train.memory_format=channels_last: layer {hazard!r} (a strided 1x1 "
-                    "convolution with 2-7 input channels) crashes in channels_last on CPU "
-                    "with this torch; use memory_format auto or contiguous")
-            fmt_ = torch.contiguous_format
-    return module.to(device=device, memory_format=fmt_)
+        paths = run_in_nchw(module)
+        if paths and fmt == "channels_last":
+            log.warning("train.memory_format=channels_last: %d layer(s) run in NCHW, since "
+                        "strided 1x1 convolutions with fewer than %d input channels crash "
+                        "in channels_last on CPU with torch %s: %s", len(paths),
+                        NCHW_BELOW_IN_CHANNELS, torch.__version__, ", ".join(paths))
+    return module
