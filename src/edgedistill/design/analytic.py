@@ -70,7 +70,8 @@ class Graph:
         kind = ("dwconv" if groups > 1 and groups == x.c
                 else "pwconv" if k == 1 and groups == 1 else "conv")
         flops = 2 * out.numel * (x.c // groups) * k * k
-        self.ops.append(Op(kind, flops, FP32 * (x.numel + out.numel + weights), x.c, cout))
+        self.ops.append(Op(kind, flops, FP32 * (x.numel + out.numel + weights), x.c, cout,
+                           k, stride, h, w))
         self.after_conv.add(out.key)
         return out
 
@@ -78,8 +79,13 @@ class Graph:
         self.params += 2 * x.c
         return self._pointwise(x, x.key in self.after_conv)
 
-    def act(self, x: Tensor) -> Tensor:
-        return self._pointwise(x, x.key in self.after_conv or x.key in self.after_add)
+    def act(self, x: Tensor, relu: bool = True) -> Tensor:
+        """ReLU, or with ``relu=False`` another activation (ReLU6), which costs a
+        ``conv_act`` pass when folded into a convolution."""
+        folded = x.key in self.after_conv or x.key in self.after_add
+        if folded and not relu:
+            self.ops.append(Op("conv_act", 0, FP32 * 2 * x.numel))
+        return self._pointwise(x, folded)
 
     def _pointwise(self, x: Tensor, folded: bool) -> Tensor:
         self._read(x)
@@ -188,17 +194,17 @@ def make_divisible(v: float, divisor: int = 8) -> int:
 def mobilenetv2(g: Graph, spec: dict, o: dict) -> None:
     """``models/mobilenetv2.py``: torchvision's MobileNetV2 with a stride-1 stem."""
     width = o["width_mult"]
-    x = g.act(g.bn(g.conv(g.input, make_divisible(32 * width), 3)))
+    x = g.act(g.bn(g.conv(g.input, make_divisible(32 * width), 3)), relu=False)
     for t, c, n, s in MOBILENETV2_SETTING:
         cout = make_divisible(c * width)
         for i in range(n):
             stride = s if i == 0 else 1
             hidden = int(round(x.c * t))
-            y = g.act(g.bn(g.conv(x, hidden, 1))) if t != 1 else x
-            y = g.act(g.bn(g.conv(y, hidden, 3, stride, groups=hidden)))
+            y = g.act(g.bn(g.conv(x, hidden, 1)), relu=False) if t != 1 else x
+            y = g.act(g.bn(g.conv(y, hidden, 3, stride, groups=hidden)), relu=False)
             y = g.bn(g.conv(y, cout, 1))
             x = g.add(x, y) if stride == 1 and x.c == cout else y
-    x = g.act(g.bn(g.conv(x, make_divisible(1280 * max(1.0, width)), 1)))
+    x = g.act(g.bn(g.conv(x, make_divisible(1280 * max(1.0, width)), 1)), relu=False)
     g.linear(g.pool(x), spec.get("num_classes", 10))
 
 

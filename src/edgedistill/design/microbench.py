@@ -25,18 +25,20 @@ OPSET = 17
 
 @dataclass(frozen=True)
 class Sample:
-    """One timed graph: the ops it runs and the median milliseconds of one call."""
+    """One timed graph: the ops it runs, the milliseconds of one call, and whether it is
+    a whole calibration network (``design/netbench.py``) rather than a few ops."""
 
     name: str
     ops: tuple[Op, ...]
     ms: float
+    network: bool = False
 
 
 def _conv_out(h: int, k: int, stride: int) -> int:
     return (h + 2 * (k // 2) - k) // stride + 1
 
 
-def _graph(name: str, nodes, x_shape, y_shape, inits) -> onnx.ModelProto:
+def make_model(name: str, nodes, x_shape, y_shape, inits) -> onnx.ModelProto:
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, list(x_shape))
     y = helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, list(y_shape))
     graph = helper.make_graph(nodes, name, [x], [y], initializer=inits)
@@ -49,7 +51,7 @@ def _weight(name: str, shape, rng: np.random.Generator) -> onnx.TensorProto:
     return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * 0.1, name)
 
 
-class _Builder:
+class GraphBuilder:
     """Appends Conv(+ReLU) and Add nodes to one graph and records the op each one is."""
 
     def __init__(self, n: int):
@@ -57,7 +59,9 @@ class _Builder:
         self.rng = np.random.default_rng(0)
 
     def conv(self, src: str, cin: int, cout: int, size: int, k: int, stride: int,
-             depthwise: bool, relu: bool) -> tuple[str, int]:
+             depthwise: bool, act: str | None) -> tuple[str, int]:
+        """Conv followed by ``act`` ("relu", "relu6" or None), as an exported network has it
+        after BatchNorm folding."""
         i, g = len(self.nodes), cin if depthwise else 1
         w_shape = [cout, cin // g, k, k]
         self.inits += [_weight(f"w{i}", w_shape, self.rng), _weight(f"b{i}", [cout], self.rng)]
@@ -68,8 +72,11 @@ class _Builder:
         flops = 2 * self.n * cout * out * out * (cin // g) * k * k
         moved = self.n * (cin * size * size + cout * out * out) + int(np.prod(w_shape))
         kind = "dwconv" if depthwise else ("pwconv" if k == 1 else "conv")
-        self.ops.append(Op(kind, flops, FP32 * moved, cin, cout))
-        return (self._relu(f"c{i}") if relu else f"c{i}"), out
+        self.ops.append(Op(kind, flops, FP32 * moved, cin, cout, k, stride, out, out))
+        if act == "relu6":
+            self.ops.append(Op("conv_act", 0, FP32 * 2 * self.n * cout * out * out))
+            return self._relu6(f"c{i}"), out
+        return (self._relu(f"c{i}") if act else f"c{i}"), out
 
     def residual(self, a: str, b: str, elements: int, relu: bool) -> str:
         i = len(self.nodes)
@@ -81,34 +88,66 @@ class _Builder:
         self.nodes.append(helper.make_node("Relu", [src], [f"{src}r"]))
         return f"{src}r"
 
+    def _relu6(self, src: str) -> str:
+        if not any(t.name == "zero" for t in self.inits):
+            self.inits += [numpy_helper.from_array(np.array(v, np.float32), name)
+                           for v, name in ((0, "zero"), (6, "six"))]
+        self.nodes.append(helper.make_node("Clip", [src, "zero", "six"], [f"{src}r"]))
+        return f"{src}r"
+
+    def bn_relu(self, src: str, c: int, size: int) -> str:
+        """BatchNormalization and ReLU that follow no convolution (a pre-activation)."""
+        i = len(self.nodes)
+        names = [f"s{i}", f"t{i}", f"m{i}", f"v{i}"]
+        self.inits += [_weight(x, [c], self.rng) for x in names[:3]]
+        self.inits.append(numpy_helper.from_array(np.ones(c, np.float32), names[3]))
+        self.nodes.append(helper.make_node("BatchNormalization", [src, *names], [f"n{i}"]))
+        self.ops += [Op("eltwise", 0, FP32 * 2 * self.n * c * size * size)] * 2
+        return self._relu(f"n{i}")
+
+    def head(self, src: str, c: int, size: int, classes: int) -> str:
+        """Global average pooling, flatten and a classifier, as the zoo's networks end."""
+        i = len(self.nodes)
+        self.inits += [_weight(f"fw{i}", [classes, c], self.rng),
+                       _weight(f"fb{i}", [classes], self.rng)]
+        self.nodes += [helper.make_node("GlobalAveragePool", [src], [f"p{i}"]),
+                       helper.make_node("Flatten", [f"p{i}"], [f"f{i}"]),
+                       helper.make_node("Gemm", [f"f{i}", f"fw{i}", f"fb{i}"], [f"g{i}"],
+                                        transB=1)]
+        self.ops += [Op("pool", 0, FP32 * self.n * (c * size * size + c)),
+                     Op("linear", 2 * self.n * c * classes,
+                        FP32 * (self.n * c + c * classes + self.n * classes))]
+        return f"g{i}"
+
 
 def conv_graph(n: int, cin: int, cout: int, h: int, k: int, stride: int, depthwise: bool,
-               reps: int) -> tuple[onnx.ModelProto, list[Op]]:
-    """``reps`` Conv+ReLU; the first maps cin -> cout at ``stride``, the rest keep the shape."""
-    b, src, c, size = _Builder(n), "input", cin, h
+               reps: int, act: str = "relu") -> tuple[onnx.ModelProto, list[Op]]:
+    """``reps`` Conv+``act``; the first maps cin -> cout at ``stride``, the rest keep the
+    shape."""
+    b, src, c, size = GraphBuilder(n), "input", cin, h
     for i in range(reps):
-        src, size = b.conv(src, c, cout, size, k, stride if i == 0 else 1, depthwise, True)
+        src, size = b.conv(src, c, cout, size, k, stride if i == 0 else 1, depthwise, act)
         c = cout
-    return _graph("conv", b.nodes, [n, cin, h, h], [n, cout, size, size], b.inits), b.ops
+    return make_model("conv", b.nodes, [n, cin, h, h], [n, cout, size, size], b.inits), b.ops
 
 
 def residual_graph(n: int, c: int, h: int, inverted: bool, reps: int
                    ) -> tuple[onnx.ModelProto, list[Op]]:
     """A stem conv, then ``reps`` residual blocks: ResNet's basic block or MobileNetV2's
-    inverted one (expansion 4). The stem makes the skip input an op's output, as in a
+    inverted one (expansion 4, ReLU6). The stem makes the skip input an op's output, as in a
     network, so the runtime may fuse the sum as it would there."""
-    b = _Builder(n)
-    src, _ = b.conv("input", c, c, h, 3, 1, False, True)
+    b = GraphBuilder(n)
+    src, _ = b.conv("input", c, c, h, 3, 1, False, "relu")
     for _ in range(reps):
         if inverted:
-            y, _ = b.conv(src, c, 4 * c, h, 1, 1, False, True)
-            y, _ = b.conv(y, 4 * c, 4 * c, h, 3, 1, True, True)
-            y, _ = b.conv(y, 4 * c, c, h, 1, 1, False, False)
+            y, _ = b.conv(src, c, 4 * c, h, 1, 1, False, "relu6")
+            y, _ = b.conv(y, 4 * c, 4 * c, h, 3, 1, True, "relu6")
+            y, _ = b.conv(y, 4 * c, c, h, 1, 1, False, None)
         else:
-            y, _ = b.conv(src, c, c, h, 3, 1, False, True)
-            y, _ = b.conv(y, c, c, h, 3, 1, False, False)
+            y, _ = b.conv(src, c, c, h, 3, 1, False, "relu")
+            y, _ = b.conv(y, c, c, h, 3, 1, False, None)
         src = b.residual(y, src, c * h * h, relu=not inverted)
-    return _graph("residual", b.nodes, [n, c, h, h], [n, c, h, h], b.inits), b.ops
+    return make_model("residual", b.nodes, [n, c, h, h], [n, c, h, h], b.inits), b.ops
 
 
 def linear_graph(n: int, fin: int, fout: int) -> tuple[onnx.ModelProto, list[Op]]:
@@ -116,12 +155,12 @@ def linear_graph(n: int, fin: int, fout: int) -> tuple[onnx.ModelProto, list[Op]
     inits = [_weight("w", [fin, fout], rng), _weight("b", [fout], rng)]
     nodes = [helper.make_node("Gemm", ["input", "w", "b"], ["g"])]
     op = Op("linear", 2 * n * fout * fin, FP32 * (n * fin + n * fout + fin * fout))
-    return _graph("linear", nodes, [n, fin], [n, fout], inits), [op]
+    return make_model("linear", nodes, [n, fin], [n, fout], inits), [op]
 
 
 def pool_graph(n: int, c: int, h: int) -> tuple[onnx.ModelProto, list[Op]]:
     nodes = [helper.make_node("GlobalAveragePool", ["input"], ["p"])]
-    return (_graph("pool", nodes, [n, c, h, h], [n, c, 1, 1], []),
+    return (make_model("pool", nodes, [n, c, h, h], [n, c, 1, 1], []),
             [Op("pool", 0, FP32 * (n * c * h * h + n * c))])
 
 
@@ -137,7 +176,7 @@ def eltwise_graph(kind: str, n: int, c: int, h: int, reps: int
             nodes.append(helper.make_node(op_type, [src], [f"e{i}"]))
         src = f"e{i}"
     moved = (3 if kind == "add" else 2) * n * c * h * h
-    return (_graph(kind, nodes, [n, c, h, h], [n, c, h, h], []),
+    return (make_model(kind, nodes, [n, c, h, h], [n, c, h, h], []),
             [Op(kind, 0, FP32 * moved)] * reps)
 
 
@@ -161,13 +200,15 @@ ELT_SHAPES = [(16, 28), (32, 14), (64, 7), (6, 28), (128, 8), (48, 28)]
 def graphs(batch: int, quick: bool = False) -> Iterator[tuple[str, onnx.ModelProto, list[Op]]]:
     """(name, graph, ops) for every benchmark; ``quick`` keeps every third shape."""
     step = 3 if quick else 1
-    convs = [(f"conv{k}x{k}_{ci}-{co}_{h}px_s{s}", ci, co, h, k, s, False)
+    convs = [(f"conv{k}x{k}_{ci}-{co}_{h}px_s{s}", ci, co, h, k, s, False, "relu")
              for ci, co, h, k, s in CONV_SHAPES[::step]]
-    convs += [(f"pw_{ci}-{co}_{h}px", ci, co, h, 1, 1, False) for ci, co, h in PW_SHAPES[::step]]
-    convs += [(f"dw_{c}_{h}px_s{s}", c, c, h, 3, s, True) for c, h, s in DW_SHAPES[::step]]
-    for name, cin, cout, h, k, s, dw in convs:
+    convs += [(f"pw_{ci}-{co}_{h}px", ci, co, h, 1, 1, False, "relu6" if co > ci else "relu")
+              for ci, co, h in PW_SHAPES[::step]]  # expansions as MobileNetV2's, with ReLU6
+    convs += [(f"dw_{c}_{h}px_s{s}", c, c, h, 3, s, True, "relu6")
+              for c, h, s in DW_SHAPES[::step]]
+    for name, cin, cout, h, k, s, dw, act in convs:
         for reps in (1, 3):
-            yield (f"{name}_x{reps}", *conv_graph(batch, cin, cout, h, k, s, dw, reps))
+            yield (f"{name}_x{reps}", *conv_graph(batch, cin, cout, h, k, s, dw, reps, act))
     for c, h in RESIDUAL_SHAPES[::step]:
         for inverted in (False, True):
             for reps in (1, 2):
@@ -183,12 +224,23 @@ def graphs(batch: int, quick: bool = False) -> Iterator[tuple[str, onnx.ModelPro
                 yield (f"{kind}_{c}_{h}px_x{reps}", *eltwise_graph(kind, batch, c, h, reps))
 
 
-def run_benchmarks(batch: int = 1, threads: int = 1, quick: bool = False, rounds: int = 4,
-                   repeats: int = 40) -> list[Sample]:
-    """Time every benchmark graph in ONNX Runtime (see ``measure.time_interleaved``)."""
-    from edgedistill.design.measure import graph_session, time_interleaved
+def run_benchmarks(batch: int = 1, threads: int = 1, quick: bool = False,
+                   rounds: int | None = None) -> list[Sample]:
+    """Time every benchmark graph and calibration network in ONNX Runtime (see
+    ``design/measure.py``); ``quick`` keeps a third of each."""
+    from edgedistill.design.measure import (
+        ROUNDS,
+        graph_session,
+        latency_ms,
+        pinned,
+        time_interleaved,
+    )
+    from edgedistill.design.netbench import PER_FAMILY, networks
 
-    built = list(graphs(batch, quick))
-    calls = [graph_session(model.SerializeToString(), threads) for _, model, _ in built]
-    times = time_interleaved(calls, rounds, repeats)
-    return [Sample(name, tuple(ops), ms) for (name, _, ops), ms in zip(built, times, strict=True)]
+    single = list(graphs(batch, quick))
+    built = [*single, *networks(batch, PER_FAMILY // 3 if quick else PER_FAMILY)]
+    with pinned(threads):
+        calls = [graph_session(model.SerializeToString(), threads) for _, model, _ in built]
+        times = time_interleaved(calls, rounds or ROUNDS)
+    return [Sample(name, tuple(ops), latency_ms(t), i >= len(single))
+            for i, ((name, _, ops), t) in enumerate(zip(built, times, strict=True))]

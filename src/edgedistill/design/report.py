@@ -7,7 +7,7 @@ import json
 import statistics
 
 from edgedistill.design.latency import machine_name
-from edgedistill.design.measure import PERCENTILE, ROUNDS
+from edgedistill.design.measure import QUANTILE, REPEATS, ROUNDS
 from edgedistill.design.search import Candidate, Design
 from edgedistill.design.units import fmt_bytes
 from edgedistill.report.markdown import markdown_table
@@ -94,8 +94,8 @@ def measurement_section(design: Design) -> list[str]:
         return []
     p = design.profile
     head = (f"ONNX Runtime on this machine ({machine_name()}), batch {p.batch}, {p.threads} "
-            f"thread(s), {PERCENTILE}th percentile of 40 calls, fastest of {ROUNDS} interleaved "
-            "rounds.")
+            f"pinned thread(s): the fastest of {REPEATS} calls in each of {ROUNDS} interleaved "
+            f"rounds, {QUANTILE}th percentile over the rounds.")
     if not describes_this_machine(design):
         rows = [{"student": c.name, "predicted ms (profile's device)": c.latency_ms,
                  "measured ms (this machine)": c.measured_ms} for c in measured]

@@ -7,7 +7,10 @@ directly follow a convolution are folded into it (Conv+BN folding, Conv+activati
 fusion), views are free, and every other op is one kernel call. A residual sum of a
 convolution's output (with the activation after it) is its own kind, ``conv_add``:
 some runtimes fuse it into the convolution (ONNX Runtime's NCHWc kernels on x86) and
-others do not, so its cost is left to the fit rather than assumed. Each op carries
+others do not, so its cost is left to the fit rather than assumed. Likewise a fused
+activation other than ReLU (ReLU6, SiLU, ...) adds a ``conv_act`` op over the output:
+ONNX Runtime applies ReLU inside its convolution kernels but ReLU6 as a pass over the
+output (MobileNetV2 ran 15-20% slower than the same network with ReLU). Each op carries
 its FLOPs (a multiply-add is 2) and the bytes it moves at fp32 (activations in and
 out plus weights), the two features the latency model is fitted on.
 
@@ -25,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-KINDS = ("conv", "pwconv", "dwconv", "linear", "pool", "conv_add", "add", "eltwise")
+KINDS = ("conv", "pwconv", "dwconv", "linear", "pool", "conv_add", "add", "eltwise", "conv_act")
 _FREE = {"view", "_unsafe_view", "reshape", "t", "transpose", "permute", "flatten", "squeeze",
          "unsqueeze", "expand", "detach", "alias", "dropout", "empty", "clone", "contiguous",
          "_to_copy", "lift_fresh"}
@@ -41,13 +44,19 @@ FP32 = 4
 @dataclass(frozen=True)
 class Op:
     """One kernel call: its kind (one of ``KINDS``), FLOPs and fp32 bytes moved; for
-    convolutions also the channels in and out, since runtimes pad them to SIMD blocks."""
+    convolutions also the channels in and out, since runtimes pad them to SIMD blocks,
+    and the kernel size, stride and output height and width, which set how the work is
+    tiled."""
 
     kind: str
     flops: int
     bytes: int
     cin: int = 0
     cout: int = 0
+    kernel: int = 0
+    stride: int = 0
+    height: int = 0
+    width: int = 0
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,8 @@ class _Recorder(TorchDispatchMode):
         if (name in _ACTIVATIONS | _BATCH_NORM and roots[0] in self.after_conv) or (
                 name in _ACTIVATIONS and roots[0] in self.after_add):
             self._alias(out, roots[0])
+            if name in _ACTIVATIONS and name != "relu":
+                self.ops.append(Op("conv_act", 0, FP32 * 2 * int(first.numel())))
             return out
         op = _op(name, args, first, any(r in self.after_conv for r in roots))
         if op is None:
@@ -151,7 +162,8 @@ def _op(name: str, args, out: torch.Tensor, follows_conv: bool) -> Op | None:
         kind = ("dwconv" if groups > 1 and groups == x.shape[1]
                 else "pwconv" if w[0, 0].numel() == 1 and groups == 1 else "conv")
         moved = x.numel() + out.numel() + w.numel()
-        return Op(kind, int(flops), FP32 * int(moved), int(x.shape[1]), int(out.shape[1]))
+        return Op(kind, int(flops), FP32 * int(moved), int(x.shape[1]), int(out.shape[1]),
+                  int(w.shape[-1]), int(args[3][-1]), int(out.shape[-2]), int(out.shape[-1]))
     if name in _LINEAR:
         a, b = (args[1], args[2]) if name == "addmm" else (args[0], args[1])
         flops = 2 * a.numel() * b.shape[-1]
