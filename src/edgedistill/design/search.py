@@ -138,6 +138,11 @@ def _structure(spec_json: str, input_shape: tuple[int, ...]) -> tuple:
     return params, result.ops, result.peak_activation_elements
 
 
+def ops_of(spec: dict, input_shape: tuple[int, ...]) -> tuple:
+    """The ops of ``spec`` at ``(N, C, H, W)``, as the search counts them (cached)."""
+    return _structure(json.dumps(spec, sort_keys=True), tuple(input_shape))[1]
+
+
 def traced(spec: dict, input_shape: tuple[int, ...]) -> tuple[int, Trace]:
     """Build ``spec`` on the meta device (shapes only: no weights to allocate and
     initialize) and trace it; a model that cannot run there is built and traced on the
