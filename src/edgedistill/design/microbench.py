@@ -4,9 +4,11 @@ Each benchmark is a tiny ONNX graph built directly with ``onnx.helper`` (no expo
 so profiling a device needs only onnx and onnxruntime): a chain of ``reps`` identical
 ops of one kind, timed as a whole session call. Chains of 1 and 3 ops let the fit
 separate the fixed cost of one ``session.run`` from the fixed cost of one op. Convolutions
-are followed by ReLU, which ONNX Runtime fuses into them, as it does in real networks.
-Shapes span the channel counts and feature-map sizes of small-input CNNs (4-256
-channels, 4-32 px), aligned and not aligned to SIMD widths.
+are followed by their network's activation: ReLU, or ReLU6 for depthwise and expanding
+pointwise ones as in MobileNetV2 (ONNX Runtime fuses the first for free, the second as
+a pass over the output). Shapes span the channel counts and feature-map sizes of
+small-input CNNs (4-256 channels, 4-32 px), aligned and not aligned to SIMD widths.
+``GraphBuilder`` also builds the whole calibration networks of ``design/netbench.py``.
 """
 
 from __future__ import annotations
