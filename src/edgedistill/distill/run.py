@@ -100,20 +100,20 @@ def run_distill(cfg: DistillExperiment, out: str | Path, resume: bool = False,
     teacher_eval = evaluate(teacher.to(device), test_pipe, device, cfg.train.amp)
     teacher_val = evaluate(teacher, val_pipe, device, cfg.train.amp) if val_pipe else None
     source = build_source(cfg, teacher, device, run_dir)
-    distiller = Distiller(student, teacher, source, cfg.losses)
-    distiller.setup(train_pipe, train_pipe.batch(0, 0))
-    callbacks: list[Callback] = [TeacherReference(teacher_eval, teacher_val)]
-    callbacks += halting_callbacks(cfg, has_teacher=True)
-    if progress and cfg.train.progress:
-        callbacks.append(PrintProgress())
-    shape = (1, *train_data.images.shape[1:])
-    info = summarize(student, shape)
-    extra = {"student": student_name(student.spec), "teacher": cfg.teacher.source,
-             "teacher_acc": teacher_eval["acc"], "teacher_provenance": provenance,
-             "student_params": info["params"],
-             "student_flops": info["flops"], "teacher_mode": cfg.teacher.mode,
-             **({"teacher_val_acc": teacher_val["acc"]} if teacher_val else {})}
-    try:
+    try:  # a pool source holds Ray processes from attach on: release them on any error
+        distiller = Distiller(student, teacher, source, cfg.losses)
+        distiller.setup(train_pipe, train_pipe.batch(0, 0))
+        callbacks: list[Callback] = [TeacherReference(teacher_eval, teacher_val)]
+        callbacks += halting_callbacks(cfg, has_teacher=True)
+        if progress and cfg.train.progress:
+            callbacks.append(PrintProgress())
+        shape = (1, *train_data.images.shape[1:])
+        info = summarize(student, shape)
+        extra = {"student": student_name(student.spec), "teacher": cfg.teacher.source,
+                 "teacher_acc": teacher_eval["acc"], "teacher_provenance": provenance,
+                 "student_params": info["params"],
+                 "student_flops": info["flops"], "teacher_mode": cfg.teacher.mode,
+                 **({"teacher_val_acc": teacher_val["acc"]} if teacher_val else {})}
         trainer = Trainer(distiller, train_pipe, test_pipe, cfg, run_dir, callbacks, device,
                           summary_extra=extra, val_pipe=val_pipe)
         return trainer.fit(resume=resume)
