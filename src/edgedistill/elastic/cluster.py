@@ -16,6 +16,7 @@ import socket
 
 import torch
 
+from edgedistill.elastic.reaper import Reaper
 from edgedistill.elastic.spec import ReplicaSpec
 from edgedistill.errors import UsageError
 
@@ -26,6 +27,7 @@ TOKEN_HELP = ("clusters started with `ray start` require token authentication, a
 HOW_TO_START = ("start one with `ray start --head --port 6379` (and `ray start --address "
                 "HEAD:6379` on each other machine), or leave teacher.pool.address empty to "
                 "run Ray embedded in this process")
+_reaper: Reaper | None = None  # the watchdog of the Ray this process embeds, if any
 
 
 def _probe(address: str, timeout_s: float = 3.0) -> None:
@@ -48,8 +50,10 @@ def connect(address: str | None) -> bool:
     Embedded Ray gets the cores the student does not use, so replicas and the student
     do not fight over the same threads. It is always a new, private instance
     (``address="local"``): a bare ``ray.init()`` would join whatever cluster ``ray start``
-    last left on this machine, even a dead one. ``address: auto`` joins that one.
+    last left on this machine, even a dead one. ``address: auto`` joins that one. Its
+    processes die with this one whatever ends it (``reaper``); ``disconnect`` shuts it down.
     """
+    global _reaper
     import ray
 
     if ray.is_initialized():
@@ -57,7 +61,15 @@ def connect(address: str | None) -> bool:
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address is None:
         cpus = max(1, (os.cpu_count() or 1) - torch.get_num_threads())
-        ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
+        _reaper = Reaper()
+        try:
+            with _reaper.marking():
+                ctx = ray.init(address="local", num_cpus=cpus, include_dashboard=False,
+                               **quiet)
+            _reaper.session(ctx.address_info["session_dir"])
+        except BaseException:
+            disconnect()
+            raise
         return True
     if address != "auto" and not address.startswith("ray://"):
         _probe(address)
@@ -70,6 +82,18 @@ def connect(address: str | None) -> bool:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UsageError(f"cannot connect to Ray at {address}: {first}; {HOW_TO_START}") from None
     return True
+
+
+def disconnect() -> None:
+    """Shut down what ``connect`` started; an embedded Ray's leftovers are killed."""
+    global _reaper
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    if _reaper is not None:
+        _reaper.close()
+        _reaper = None
 
 
 def _auth_failed(err: BaseException | None) -> bool:

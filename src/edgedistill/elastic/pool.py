@@ -295,6 +295,6 @@ class TeacherPool:
     def close(self) -> None:
         for rep in list(self.replicas.values()):
             self._drop(rep)
-        if self.owns_ray and self._ray.is_initialized():
-            self._ray.shutdown()
+        if self.owns_ray:
+            cluster.disconnect()
         self.owns_ray = False
