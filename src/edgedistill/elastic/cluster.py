@@ -66,7 +66,7 @@ def connect(address: str | None) -> bool:
             with _reaper.marking():
                 ctx = ray.init(address="local", num_cpus=cpus, include_dashboard=False,
                                **quiet)
-            _reaper.session(ctx.address_info["session_dir"])
+            _reaper.watch_folder(ctx.address_info["session_dir"])
         except BaseException:
             disconnect()
             raise

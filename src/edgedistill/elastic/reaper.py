@@ -13,8 +13,8 @@ dashboard, monitors) inherits a marker in its environment, and so does every wor
 raylet starts later; nothing else does, since the marker is set only around
 ``ray.init``. The agents rename themselves (``ray::DashboardAgent``), which wipes what
 ``/proc`` shows of their environment, so they are found as ``ray::`` processes with a
-file open in this instance's session folder, which the parent sends once ``ray.init``
-returns. The watchdog runs in its own session (a Ctrl-C to the terminal's process
+file open in this instance's temp folder, which the parent sends once ``ray.init``
+returns. The watchdog runs detached (``setsid``: a Ctrl-C to the terminal's process
 group does not reach it), waits for the pipe from its parent to close (``close()``
 after ``ray.shutdown()``, or the parent's death) and then kills every process that
 carries either mark. This file runs as a script (``python -I``): the watchdog imports
@@ -46,8 +46,8 @@ class Reaper:
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
 
-    def session(self, folder: str) -> None:
-        """Tell the watchdog this instance's session folder (``address_info``)."""
+    def watch_folder(self, folder: str) -> None:
+        """Tell the watchdog the temp folder of this Ray instance (from ``address_info``)."""
         self.proc.stdin.write(f"{folder}\n".encode())
         self.proc.stdin.flush()
 
@@ -70,15 +70,15 @@ class Reaper:
             self.proc.wait()
 
 
-def _is_ours(proc, token: str, sessions: list[str]) -> bool:
+def _is_ours(proc, token: str, folders: list[str]) -> bool:
     if proc.environ().get(MARK) == token:
         return True
-    if not sessions or not " ".join(proc.cmdline()).startswith("ray::"):
+    if not folders or not " ".join(proc.cmdline()).startswith("ray::"):
         return False
-    return any(f.path.startswith(s) for f in proc.open_files() for s in sessions)
+    return any(f.path.startswith(s) for f in proc.open_files() for s in folders)
 
 
-def marked(token: str, sessions: list[str]) -> list:
+def marked(token: str, folders: list[str]) -> list:
     import psutil
 
     found = []
@@ -86,20 +86,20 @@ def marked(token: str, sessions: list[str]) -> list:
         if proc.pid == os.getpid():
             continue
         try:
-            if proc.status() != psutil.STATUS_ZOMBIE and _is_ours(proc, token, sessions):
+            if proc.status() != psutil.STATUS_ZOMBIE and _is_ours(proc, token, folders):
                 found.append(proc)
         except psutil.Error:  # gone, or another user's
             continue
     return found
 
 
-def sweep(token: str, sessions: list[str], timeout_s: float = 10.0) -> None:
+def sweep(token: str, folders: list[str], timeout_s: float = 10.0) -> None:
     """SIGKILL every marked process (they may ignore SIGTERM) until none is left; a
     zombie counts as gone (its parent, not this process, reaps it)."""
     import psutil
 
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and (victims := marked(token, sessions)):
+    while time.monotonic() < deadline and (victims := marked(token, folders)):
         for proc in victims:
             try:
                 proc.kill()
