@@ -13,7 +13,10 @@ from edgedistill.errors import UsageError
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Base of every schema: unknown keys are errors, and so are inf and nan in any float
+    field (YAML's ``.inf`` would otherwise pass ``gt=0`` and train on garbage)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class AugmentConfig(Strict):
@@ -195,8 +198,20 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             if not isinstance(child, dict):
                 raise UsageError(f"--set {key}: {part!r} is not a section")
             node = child
-        node[parts[-1]] = yaml.safe_load(value)
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise UsageError(f"--set {item!r}: the value is not valid YAML "
+                             f"({yaml_problem(err)}); give a YAML value such as 5, [1, 2] or "
+                             "'\"text\"'") from None
     return raw
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """The first line of a YAML parser's complaint and where it is (``line L, column C``)."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def _allowed_keys(schema: type[BaseModel], loc: tuple) -> list[str]:
@@ -228,8 +243,14 @@ def format_validation_error(err: ValidationError, schema: type[BaseModel], sourc
         elif e["type"] == "missing":
             lines.append(f"missing key {key!r}")
         else:
-            lines.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
+            lines.append(f"{key}: {e['msg']} (got {short_repr(e.get('input'))})")
     return f"{source}: " + "; ".join(lines)
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so one bad value stays one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def validate(raw: dict, schema: type[BaseModel], source: str = "config") -> Any:
@@ -239,16 +260,32 @@ def validate(raw: dict, schema: type[BaseModel], source: str = "config") -> Any:
         raise UsageError(format_validation_error(err, schema, source)) from None
 
 
-def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict:
-    """A YAML file's top-level mapping; a missing file, bad YAML or another top level is
-    a ``UsageError`` naming the file."""
+def read_text_file(path: str | Path, what: str = "file") -> str:
+    """The text of a file the user named; missing, unreadable or binary is a ``UsageError``
+    naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"{what} {str(path)!r} does not exist")
+        raise UsageError(f"{what} {str(path)!r} does not exist"
+                         + (" (it is a directory)" if path.is_dir() else ""))
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{what} {str(path)!r} is not UTF-8 text (byte {err.start} is "
+                         f"{err.object[err.start:err.start + 1]!r}); is it a binary file?"
+                         ) from None
+    except OSError as err:
+        raise UsageError(f"cannot read {what} {str(path)!r}: {err.strerror}") from None
+
+
+def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict:
+    """A YAML file's top-level mapping; a missing or binary file, bad YAML or another top
+    level is a ``UsageError`` naming the file."""
+    path = Path(path)
+    text = read_text_file(path, what)
+    try:
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise UsageError(f"{path}: not valid YAML: {err}") from None
+        raise UsageError(f"{path}: not valid YAML: {yaml_problem(err)}; fix the file") from None
     if not isinstance(raw, dict):
         raise UsageError(f"{path}: the top level must be a mapping of keys")
     return raw

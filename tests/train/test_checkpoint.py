@@ -1,8 +1,11 @@
+import json
+
 import pytest
 import torch
 
-from edgedistill.errors import CheckpointError
+from edgedistill.errors import CheckpointError, OutputError
 from edgedistill.train.checkpoint import (
+    check_fits,
     load_checkpoint,
     load_weights,
     save_checkpoint,
@@ -55,3 +58,76 @@ def test_weights_carry_spec(tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="corrupt"):
         load_weights(path)
+
+
+
+@pytest.fixture
+def fill_disk(monkeypatch):
+    """Call it to make later atomic writes put their temp file on /dev/full: the kernel's
+    real ENOSPC, met by the real writers (torch's, safetensors', Python's)."""
+    import os
+    import stat
+    import tempfile
+
+    if not (os.path.exists("/dev/full") and stat.S_ISCHR(os.stat("/dev/full").st_mode)):
+        pytest.skip("needs the /dev/full device")
+    real = tempfile.mkstemp
+
+    def mkstemp_on_full_disk(dir=None, prefix=None, suffix=None):
+        fd, name = real(dir=dir, prefix=prefix, suffix=suffix)
+        os.close(fd)
+        os.unlink(name)
+        os.symlink("/dev/full", name)
+        return os.open(name, os.O_WRONLY), name
+
+    return lambda: monkeypatch.setattr(tempfile, "mkstemp", mkstemp_on_full_disk)
+
+
+def test_full_disk_keeps_the_previous_checkpoint_and_names_the_path(tmp_path, fill_disk):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"model": {"w": torch.zeros(3)}})
+    fill_disk()
+    with pytest.raises(OutputError, match="no space left") as err:
+        save_checkpoint(path, {"model": {"w": torch.ones(10_000)}})
+    assert str(path) in str(err.value) and "previous one is intact" in str(err.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.zeros(3))
+
+
+def test_full_disk_while_writing_weights(tmp_path, fill_disk):
+    path = tmp_path / "model.safetensors"
+    fill_disk()
+    with pytest.raises(OutputError, match="no space left"):
+        save_weights(path, {"a": torch.ones(10_000)}, {"name": "resnet8"})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_next_write_removes_temp_files_of_a_killed_write(tmp_path):
+    path = tmp_path / "last.pt"
+    stale = tmp_path / ".last.pt.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".halt.pt.abc123.tmp"  # another file's write: not this one's to remove
+    other.write_bytes(b"x")
+    save_checkpoint(path, {"model": {"w": torch.zeros(1)}})
+    assert not stale.exists() and other.exists()
+
+
+def test_empty_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "last.pt"
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_of_another_model_is_refused_before_loading(tmp_path):
+    from edgedistill.models import create_model
+
+    small = create_model("resnet8", num_classes=10, in_channels=1)
+    wide = create_model("resnet8", num_classes=10, in_channels=1, width=2)
+    state = {"model": wide.state_dict(), "spec": json.dumps(wide.spec)}
+    check_fits(wide, state, "ck.pt")
+    with pytest.raises(CheckpointError, match=r"conv1\.weight is \[32, 1, 3, 3\] there"):
+        check_fits(small, state, "ck.pt")
+    deeper = create_model("resnet20", num_classes=10, in_channels=1)
+    with pytest.raises(CheckpointError, match="written for resnet8, this config builds resnet20"):
+        check_fits(deeper, state, "ck.pt")

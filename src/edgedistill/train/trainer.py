@@ -35,6 +35,7 @@ from edgedistill.errors import UsageError
 from edgedistill.train.callbacks import Callback
 from edgedistill.train.checkpoint import (
     atomic_write,
+    check_fits,
     load_checkpoint,
     save_checkpoint,
     save_weights,
@@ -260,7 +261,9 @@ class Trainer:
     # ---- loop ----
     def fit(self, resume: bool = False) -> dict[str, Any]:
         if resume and self.ckpt_path.exists():
-            self.load_state(load_checkpoint(self.ckpt_path))
+            state = load_checkpoint(self.ckpt_path)
+            check_fits(self.task, state, self.ckpt_path)
+            self.load_state(state)
             self.saved_at = (self.epoch, self.step)
         else:
             torch.manual_seed(self.cfg.seed)
