@@ -109,7 +109,7 @@ def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor], spec: di
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     data = save(tensors, metadata={"spec": json.dumps(spec)})
     remove_stale_temps(path)
-    # written by Python: safetensors' own file writer ignores a full disk
+    # written by Python: on a full disk safetensors raises its own SafetensorError
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
