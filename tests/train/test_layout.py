@@ -165,7 +165,7 @@ def test_the_fallback_survives_the_crashing_shapes(tmp_path):
 @pytest.mark.slow
 def test_the_fallback_survives_the_issue_grid_many_times(tmp_path):
     """1,536 shapes (in channels 1-32, kernel 1 or 3, stride 1 or 2, 16-112 px, batch 8 and
-    32), five fresh processes each, checking allocator (about 25 minutes on 2 cores)."""
+    32), five fresh processes each, checking allocator (about 15 minutes on 2 cores)."""
     result = grid(tmp_path, "--layout", "auto", "--repeats", "5", "--debug-malloc")
     assert result["cells"] == 1536 and result["crashes"] == [], result
 
