@@ -58,8 +58,8 @@ def to_layout(module: torch.nn.Module, device: torch.device, fmt: str = "auto"
     if fmt_ is torch.channels_last and device.type == "cpu":
         paths = run_in_nchw(module)
         if paths and fmt == "channels_last":
-            log.warning("train.memory_format=channels_last: %d layer(s) run in NCHW, since "
-                        "strided 1x1 convolutions with fewer than %d input channels crash "
-                        "in channels_last on CPU with torch %s: %s", len(paths),
+            log.warning("train.memory_format=channels_last: %d layer(s) run in NCHW (strided "
+                        "1x1 convolutions with < %d input channels per group, which crash "
+                        "in channels_last on CPU with torch %s): %s", len(paths),
                         NCHW_BELOW_IN_CHANNELS, torch.__version__, ", ".join(paths))
     return module
