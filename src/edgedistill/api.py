@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from edgedistill.config import DataConfig, RunBase, TrainExperiment
-from edgedistill.errors import UsageError
+from edgedistill.errors import OutputError, UsageError, disk_problem
 
 
 def configure_torch(cfg: RunBase) -> None:
@@ -118,13 +119,99 @@ def load_model(source: str | Path) -> nn.Module:
     return model.eval()
 
 
-def prepare_run_dir(out: str | Path, resume: bool) -> Path:
+def check_run_dir(out: str | Path, resume: bool) -> Path:
+    """Refuse an output folder that cannot become this run's directory, creating nothing:
+    a file in its place, earlier results without ``resume``, or no way to write there.
+
+    Commands call this first and create the folder only once everything that can fail on
+    bad input (config, data, models, teacher) has been built, so a failed command leaves
+    no half-written run behind."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not resume:
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {str(out)!r} is a file, not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not resume:
         raise UsageError(f"run directory {str(out)!r} already has results; pass --resume to "
                          "continue it or --out to write elsewhere")
-    out.mkdir(parents=True, exist_ok=True)
+    base = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not base.is_dir():
+        raise OutputError(f"--out {str(out)!r}: {base} is a file, not a folder; choose "
+                          "another --out")
+    if not os.access(base, os.W_OK | os.X_OK):
+        problem = "is read-only" if _read_only(base) else "is not writable by this user"
+        raise OutputError(f"--out {str(out)!r}: {base} {problem}; choose another --out")
     return out
+
+
+def _read_only(path: Path) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+
+
+def prepare_run_dir(out: str | Path, resume: bool) -> Path:
+    """``check_run_dir``, then create the folder."""
+    out = check_run_dir(out, resume)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create run directory {str(out)!r}: "
+                          f"{disk_problem(err) or err.strerror}") from None
+    return out
+
+
+def run_dir_of(source: str | Path) -> Path | None:
+    """The run directory that holds ``source``: the run dir itself, its
+    ``model.safetensors`` or a checkpoint in its ``checkpoints/``; None for anything else
+    (``zoo:NAME``, a loose weights file)."""
+    if str(source).startswith("zoo:"):
+        return None
+    path = Path(source)
+    if path.is_dir():
+        return path if (path / "config.yaml").is_file() else None
+    parent = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return parent if (parent / "config.yaml").is_file() else None
+
+
+def run_config(run_dir: str | Path, schema: type | None = None) -> Any:
+    """A run's resolved ``config.yaml``: as ``schema`` when given, else the raw mapping.
+
+    Every command that reads a run (eval, export, split, design, reports) goes through
+    this, so all of them see the data, model and training settings the run really used;
+    a missing or damaged file is a ``UsageError`` naming it."""
+    from edgedistill.config import read_yaml_mapping, validate
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise UsageError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
+    raw = read_yaml_mapping(path, "run config")
+    return raw if schema is None else validate(raw, schema, str(path))
+
+
+def run_data_config(source: str | Path) -> DataConfig | None:
+    """The data settings (dataset, root, options, batch sizes) of the run holding
+    ``source``, or None when ``source`` is not part of a run."""
+    from edgedistill.config import validate
+
+    run_dir = run_dir_of(source)
+    if run_dir is None:
+        return None
+    data = run_config(run_dir).get("data") or {}
+    return validate(data, DataConfig, f"{run_dir / 'config.yaml'}: data")
+
+
+def source_data_config(source: str | Path, dataset: str | None = None) -> DataConfig:
+    """The data a model from ``source`` takes: its run's own data settings (root, options,
+    batch sizes) when ``source`` is part of a run and ``dataset`` names no other set; else
+    ``dataset`` (for ``zoo:NAME`` by default the manifest's) with default settings."""
+    from edgedistill import pretrained
+
+    run_data = run_data_config(source)
+    if run_data is not None and dataset in (None, run_data.dataset):
+        return run_data
+    if dataset is None and str(source).startswith("zoo:"):
+        dataset = pretrained.manifest().get(str(source)[4:], {}).get("dataset")
+    if dataset is None:
+        raise UsageError(f"cannot tell which dataset {str(source)!r} was trained on; pass "
+                         "--dataset")
+    return DataConfig(dataset=dataset)
 
 
 def train(cfg: TrainExperiment, out: str | Path, resume: bool = False,
@@ -137,7 +224,7 @@ def train(cfg: TrainExperiment, out: str | Path, resume: bool = False,
     from edgedistill.train.tasks import Supervised
     from edgedistill.train.trainer import Trainer
 
-    run_dir = prepare_run_dir(out, resume)
+    run_dir = check_run_dir(out, resume)  # the trainer creates it, once all is built
     configure_torch(cfg)
     device = resolve_device(cfg.train.device)
     train_data, val_data, test_data = build_splits(cfg.data, cfg.seed)

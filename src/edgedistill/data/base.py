@@ -7,14 +7,16 @@ batching and augmentation are whole-tensor ops (see ``pipeline.py``).
 
 from __future__ import annotations
 
+import gzip
 import inspect
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from edgedistill.errors import UsageError
+from edgedistill.errors import DataMissingError, UsageError
 from edgedistill.registry import Registry
 
 DATASETS = Registry("dataset")
@@ -181,17 +183,17 @@ def load_splits(name: str, root: str | Path | None = None, limit_train: int | No
     imagefolder).
     """
     loader = DATASETS.get(name)
-    params = inspect.signature(loader).parameters
-    allowed = sorted(p for p in params if p not in ("root", "seed"))
-    unknown = sorted(set(kw) - set(allowed))
-    if unknown:
-        raise UsageError(f"dataset {name!r} has no option {', '.join(unknown)}; "
-                         f"its options are: {', '.join(allowed) or '(none)'}")
+    kw = check_options(name, loader, kw)
     for what, limit in (("limit_train", limit_train), ("limit_test", limit_test),
                         ("val_split", val_split)):
         if limit is not None and limit < 1:
             raise UsageError(f"{what} must be >= 1, got {limit}")
-    train, test = loader(root=root, seed=seed, **kw)
+    try:
+        train, test = loader(root=root, seed=seed, **kw)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:  # click: only "Aborted."
+        raise DataMissingError(f"dataset {name!r}: a file under {root or 'its folder'} is "
+                               f"truncated or damaged ({type(err).__name__}: {err}); fetch "
+                               "it again") from None
     val = None
     if val_split is not None:
         train, val = train.split_off(val_split, 0)
@@ -200,6 +202,34 @@ def load_splits(name: str, root: str | Path | None = None, limit_train: int | No
     if limit_test is not None:
         test = test.subset(limit_test, 0)
     return train, val, test
+
+
+def check_options(name: str, loader, options: dict) -> dict:
+    """``data.options`` checked against the loader's keyword parameters: unknown names and
+    values of the wrong type (or inf/nan) are a ``UsageError`` naming the key, before any
+    file is read. Values come back converted (``"5"`` -> 5 for an ``int`` option)."""
+    from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+    params = inspect.signature(loader, eval_str=True).parameters
+    allowed = sorted(p for p in params if p not in ("root", "seed"))
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise UsageError(f"dataset {name!r} has no option {', '.join(unknown)}; "
+                         f"its options are: {', '.join(allowed) or '(none)'}")
+    checked = {}
+    for key, value in options.items():
+        kind = params[key].annotation
+        if kind is inspect.Parameter.empty:
+            checked[key] = value
+            continue
+        try:
+            adapter = TypeAdapter(kind, config=ConfigDict(allow_inf_nan=False))
+            checked[key] = adapter.validate_python(value)
+        except ValidationError as err:
+            raise UsageError(f"data.options.{key}: {err.errors()[0]['msg'].lower()} "
+                             f"(got {value!r}); dataset {name!r} takes "
+                             f"{getattr(kind, '__name__', kind)} here") from None
+    return checked
 
 
 def as_uint8(x: np.ndarray, scale: float) -> np.ndarray:

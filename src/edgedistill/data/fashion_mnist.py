@@ -9,6 +9,7 @@ numpy reads it directly: no torchvision dataset object, no per-image decoding.
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +42,12 @@ def idx_file(folder: Path, stem: str) -> Path | None:
 def read_idx(path: Path) -> np.ndarray:
     """An unsigned-byte IDX file as an array shaped by its header."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise DataMissingError(f"{path} is truncated or damaged ({err}); delete it and fetch "
+                               f"it again ({HOW})") from None
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
         raise DataMissingError(f"{path} is not an unsigned-byte IDX file")
     ndim = data[3]

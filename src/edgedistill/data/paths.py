@@ -43,10 +43,13 @@ def find_dir(root: str | Path | None, subdirs: Iterable[str],
     return None, searched
 
 
-def missing(what: str, searched: list[Path], how: str) -> DataMissingError:
-    """The error for absent files: what was expected, every folder tried, how to get it."""
-    tried = "\n".join(f"  {p}" for p in searched)
+def missing(what: str, searched: list[Path], how: str, shown: int = 4) -> DataMissingError:
+    """The error for absent files, in two lines: what was expected and the first
+    ``shown`` folders tried, then how to get it and how to point us at it."""
+    tried = ", ".join(str(p) for p in searched[:shown])
+    if len(searched) > shown:
+        tried += f" and {len(searched) - shown} more"
     return DataMissingError(
-        f"{what} not found; searched:\n{tried}\n"
-        f"To get it: {how}. Then pass root=<folder> or set {ENV_VAR}=<folder>."
+        f"{what} not found; searched {tried}\n"
+        f"To get it: {how}; then set data.root=<folder> or {ENV_VAR}=<folder>."
     )

@@ -103,29 +103,51 @@ def design(
     if (config or set_ or halting_report or resume) and not train:
         raise UsageError("--config, --set, --halting-report and --resume apply to --train; "
                          "add --train")
+    from edgedistill import api
+
     budgets = _budgets(storage, max_time, speed, activation_memory)
     device = _profile(profile, budgets, precision=precision, threads=threads, batch=batch)
     target = out or Path("runs") / f"design-{device.name}"
-    result = run_design(teacher, device, target, dataset=dataset, input_shape=_shape(input_shape),
-                        widths=_widths(widths), zoo=zoo, measure=measure)
+    api.check_run_dir(target, resume=True)  # a design folder is rewritten on each call
+    shape, width_list = _shape(input_shape), _widths(widths)
+    base = _train_base(config, set_, teacher, dataset) if train else {}
+    result = run_design(teacher, device, target, dataset=dataset, input_shape=shape,
+                        widths=width_list, zoo=zoo, measure=measure)
     print((target / "DESIGN.md").read_text())
     if train:
-        _train(result, target, dataset, config, set_, halting, halting_report, resume)
+        _train(result, target, dataset, base, set_, halting, halting_report, resume)
 
 
-def _train(result, target: Path, dataset, config, set_, halting, halting_report,
+def _train_base(config: Optional[Path], set_: list[str], teacher: str,
+                dataset: Optional[str]) -> dict:
+    """The ``--train`` config before the student is known, checked now (YAML, keys,
+    values, ``--set``) so that bad input fails before DESIGN.md is written. Without a data
+    section of its own it loads the data the teacher's run used (root, options)."""
+    import json
+
+    from edgedistill import api
+    from edgedistill.config import DistillExperiment, apply_overrides, read_yaml_mapping, validate
+
+    base = read_yaml_mapping(config) if config is not None else {}
+    teacher_data = api.run_data_config(teacher)
+    if teacher_data is not None and dataset in (None, teacher_data.dataset):
+        data = base.setdefault("data", {})
+        if isinstance(data, dict) and "dataset" not in data:
+            data.update(dataset=teacher_data.dataset, root=teacher_data.root,
+                        options=teacher_data.options)
+    trial = json.loads(json.dumps(base))
+    given = trial.get("teacher")
+    trial["teacher"] = {**(given if isinstance(given, dict) else {}), "source": teacher}
+    trial["student"] = {"name": "the designed student"}
+    validate(apply_overrides(trial, list(set_)), DistillExperiment,
+             str(config) if config else "design --train config")
+    return base
+
+
+def _train(result, target: Path, dataset, base: dict, set_, halting, halting_report,
            resume) -> None:
-    import yaml
-
     from edgedistill.design.train import design_configs, train_design
 
-    base = {}
-    if config is not None:
-        if not config.is_file():
-            raise UsageError(f"config file {str(config)!r} does not exist")
-        base = yaml.safe_load(config.read_text()) or {}
-        if not isinstance(base, dict):
-            raise UsageError(f"{config}: the top level must be a mapping of keys")
     kd, scratch = design_configs(result, dataset, base, set_, halting)
     train_design(result, target, kd, scratch, halting_report, resume)
     print((target / "REPORT.md").read_text())

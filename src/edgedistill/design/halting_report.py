@@ -46,11 +46,11 @@ BOOKKEEPING = {"progress", "keep_epoch_checkpoints"}  # train keys that change n
 
 def finished(cfg: RunBase, out: Path) -> dict[str, Any] | None:
     """The summary of a run of ``cfg`` that already ended in ``out``, else None."""
-    import yaml
+    from edgedistill import api
 
     if not (out / "summary.json").exists() or not (out / "config.yaml").exists():
         return None
-    done = type(cfg).model_validate(yaml.safe_load((out / "config.yaml").read_text()))
+    done = api.run_config(out, type(cfg))
     same = [c.model_dump(exclude={"train": BOOKKEEPING}) for c in (cfg, done)]
     return json.loads((out / "summary.json").read_text()) if same[0] == same[1] else None
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
-
 from edgedistill.design.measure import measure_candidates, pick_sample
 from edgedistill.design.profiles import DeviceProfile
 from edgedistill.design.report import design_markdown
@@ -19,24 +17,23 @@ from edgedistill.design.search import DEFAULT_WIDTHS, Design, search
 from edgedistill.errors import UsageError
 
 
-def teacher_dataset(source: str) -> str | None:
-    """The dataset a teacher was trained on, when its source records it."""
-    from edgedistill import pretrained
+def teacher_data(source: str, dataset: str | None):
+    """The data the teacher takes: its run's own data settings (root, options) when it is
+    a run, else ``dataset`` or the zoo manifest's."""
+    from edgedistill import api
 
-    if source.startswith("zoo:"):
-        return pretrained.manifest().get(source[4:], {}).get("dataset")
-    cfg = Path(source) / "config.yaml"
-    if cfg.is_file():
-        return (yaml.safe_load(cfg.read_text()) or {}).get("data", {}).get("dataset")
-    return None
+    if dataset is None and api.run_dir_of(source) is None and not source.startswith("zoo:"):
+        raise UsageError(f"cannot tell which data {source!r} takes; pass --dataset or "
+                         "--input-shape CxHxW")
+    return api.source_data_config(source, dataset)
 
 
-def dataset_shape(dataset: str) -> tuple[int, int, int]:
+def dataset_shape(data) -> tuple[int, int, int]:
     """(C, H, W) of a dataset's images, read from a 16-image load."""
     from edgedistill import api
-    from edgedistill.config import DataConfig
 
-    train, _ = api.build_data(DataConfig(dataset=dataset, limit_train=16, limit_test=16), 0)
+    small = data.model_copy(update={"limit_train": 16, "limit_test": 16, "val_split": None})
+    train, _ = api.build_data(small, 0)
     return tuple(train.image_shape)
 
 
@@ -53,11 +50,7 @@ def run_design(teacher_source: str, profile: DeviceProfile, out: str | Path,
     out = Path(out)
     teacher = api.load_model(teacher_source)
     if input_shape is None:
-        dataset = dataset or teacher_dataset(teacher_source)
-        if dataset is None:
-            raise UsageError(f"cannot tell which data {teacher_source!r} takes; pass "
-                             "--dataset or --input-shape CxHxW")
-        input_shape = dataset_shape(dataset)
+        input_shape = dataset_shape(teacher_data(teacher_source, dataset))
     if input_shape[0] != teacher.spec.get("in_channels", input_shape[0]):
         raise UsageError(f"teacher {teacher_source!r} takes {teacher.spec['in_channels']} "
                          f"channel(s) but the input has {input_shape[0]}")

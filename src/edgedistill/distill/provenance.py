@@ -21,7 +21,7 @@ from edgedistill.errors import UsageError
 
 
 def _run_record(run_dir: Path) -> dict[str, Any]:
-    import yaml
+    from edgedistill import api
 
     lines = []
     metrics = run_dir / "metrics.jsonl"
@@ -31,10 +31,7 @@ def _run_record(run_dir: Path) -> dict[str, Any]:
                 lines.append(json.loads(line))
             except json.JSONDecodeError:
                 break
-    planned = None
-    if (run_dir / "config.yaml").exists():
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-        planned = (cfg.get("train") or {}).get("epochs")
+    planned = (api.run_config(run_dir).get("train") or {}).get("epochs")
     summary = {}
     if (run_dir / "summary.json").exists():
         summary = json.loads((run_dir / "summary.json").read_text())
@@ -48,7 +45,7 @@ def _run_record(run_dir: Path) -> dict[str, Any]:
 def teacher_provenance(source: str | Path) -> dict[str, Any]:
     """What is known of ``source``: kind, test accuracy, epochs trained and planned, and
     ``finished`` (True, False, or None when nothing is recorded)."""
-    from edgedistill import pretrained
+    from edgedistill import api, pretrained
 
     source = str(source)
     if source.startswith("zoo:"):
@@ -60,11 +57,8 @@ def teacher_provenance(source: str | Path) -> dict[str, Any]:
         if entry.get("note"):
             info["note"] = entry["note"]
     else:
-        path = Path(source)
-        run_dir = path if path.is_dir() else path.parent
-        if path.is_file() and run_dir.name == "checkpoints":
-            run_dir = run_dir.parent
-        if (run_dir / "config.yaml").exists() and (run_dir / "metrics.jsonl").exists():
+        run_dir = api.run_dir_of(source)
+        if run_dir is not None and (run_dir / "metrics.jsonl").exists():
             info = _run_record(run_dir)
         else:
             info = {"kind": "file", "test_acc": None, "epochs_trained": None,

@@ -85,7 +85,7 @@ def run_distill(cfg: DistillExperiment, out: str | Path, resume: bool = False,
 
     provenance = teacher_provenance(cfg.teacher.source)
     require_finished(provenance, cfg.teacher.allow_unfinished)
-    run_dir = api.prepare_run_dir(out, resume)
+    run_dir = api.check_run_dir(out, resume)  # the trainer creates it, once all is built
     api.configure_torch(cfg)
     device = resolve_device(cfg.train.device)
     train_data, val_data, test_data = api.build_splits(cfg.data, cfg.seed)

@@ -113,15 +113,11 @@ def export_run(run_dir: str | Path, int8: bool = False, limit_test: int | None =
                threads: int | None = None) -> dict[str, Any]:
     """Export a run's model to ``RUN_DIR/export/model.onnx`` (and ``model.int8.onnx``)."""
     from edgedistill import api
-    from edgedistill.config import DataConfig
 
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.exists():
-        raise UsageError(f"{run_dir} is not a run directory (no config.yaml)")
-    import yaml
-
-    data_cfg = DataConfig.model_validate(yaml.safe_load(cfg_path.read_text())["data"])
+    if api.run_dir_of(run_dir) != run_dir:
+        raise UsageError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
+    data_cfg = api.run_data_config(run_dir)
     if limit_test:
         data_cfg = data_cfg.model_copy(update={"limit_test": limit_test})
     train_data, test_data = api.build_data(data_cfg, 0)

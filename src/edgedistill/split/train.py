@@ -198,13 +198,16 @@ def run_split_train(cfg: SplitExperiment, out: str | Path, resume: bool = False,
     from edgedistill.split.splitter import resolve_split_point
     from edgedistill.train.device import resolve_device
 
-    run_dir = api.prepare_run_dir(out, resume)
-    (run_dir / "config.yaml").write_text(dump_config(cfg))
+    run_dir = api.check_run_dir(out, resume)
     api.configure_torch(cfg)
     device = resolve_device(cfg.train.device)
     train_data, test_data = load_split_data(cfg)
     teacher = api.load_model(cfg.teacher.source)
     check_teacher(teacher, train_data, cfg.teacher.source)
+    # a bad split point fails here, before any file is written
+    head_output_shape(teacher, cfg.teacher.split_at, tuple(train_data.images.shape[1:]))
+    api.prepare_run_dir(run_dir, resume)
+    (run_dir / "config.yaml").write_text(dump_config(cfg))
     pipes = api.build_pipelines(cfg.data, train_data, test_data, cfg.seed, device)
     teacher_acc = evaluate(teacher.to(device), pipes[1], device, cfg.train.amp)["acc"]
     input_shape = tuple(train_data.images.shape[1:])
