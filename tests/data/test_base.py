@@ -114,3 +114,13 @@ def test_augment_spec():
     assert AugmentSpec(crop_pad=0, hflip=True).active
     with pytest.raises(UsageError):
         AugmentSpec(crop_pad=-1)
+
+
+def test_dataset_options_are_typed_by_the_loader_signature():
+    train, _ = load_dataset("synthetic", num_train="40", num_test=20, image_size=8)
+    assert len(train) == 40  # "40" converted to the int the loader declares
+    for options, needle in (({"num_train": "many"}, "data.options.num_train"),
+                            ({"noise": float("nan")}, "data.options.noise"),
+                            ({"channels": [1]}, "data.options.channels")):
+        with pytest.raises(UsageError, match=needle):
+            load_dataset("synthetic", **options)

@@ -85,3 +85,16 @@ def test_broken_idx_files_are_reported(tmp_path):
     (raw / "train-labels-idx1-ubyte").write_bytes(b"PK\x03\x04 not idx")
     with pytest.raises(DataMissingError, match="not an unsigned-byte IDX"):
         load_dataset("fashion_mnist", root=tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_damaged_gz_file_is_named(tmp_path, damage):
+    raw = fake_raw_dir(tmp_path)
+    path = raw / (FILES["train_images"] + ".gz")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"not gzip at all")
+    with pytest.raises(DataMissingError, match="truncated or damaged") as err:
+        read_idx(path)
+    assert str(path) in str(err.value)
+    with pytest.raises(DataMissingError, match=str(path)):
+        load_dataset("fashion_mnist", root=tmp_path)
