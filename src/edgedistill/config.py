@@ -150,6 +150,9 @@ class TeacherConfig(Strict):
     mode: Literal["online", "cache", "pool"] = "online"
     cache: CacheConfig = CacheConfig()
     pool: PoolConfig = PoolConfig()
+    allow_unfinished: bool = Field(
+        False, description="distil from a teacher whose own run stopped before its schedule "
+        "ended (refused by default; reports then say so)")
 
 
 class StudentConfig(Strict):
