@@ -34,13 +34,7 @@ def tiny_train_config(**over) -> dict:
         "train": {"epochs": 2, "threads": 1, "progress": False,
                   "optimizer": {"name": "sgd", "lr": 0.05}},
     }
-    for key, value in over.items():
-        node = cfg
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return cfg
+    return set_dotted(cfg, over)
 
 
 @pytest.fixture
@@ -53,3 +47,36 @@ def write_yaml(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def fill_disk(monkeypatch):
+    """Call it to make later atomic writes put their temp file on /dev/full: the kernel's
+    real ENOSPC, met by the real writers (torch's, safetensors', Python's)."""
+    import os
+    import stat
+    import tempfile
+
+    if not (os.path.exists("/dev/full") and stat.S_ISCHR(os.stat("/dev/full").st_mode)):
+        pytest.skip("needs the /dev/full device")
+    real = tempfile.mkstemp
+
+    def mkstemp_on_full_disk(dir=None, prefix=None, suffix=None):
+        fd, name = real(dir=dir, prefix=prefix, suffix=suffix)
+        os.close(fd)
+        os.unlink(name)
+        os.symlink("/dev/full", name)
+        return os.open(name, os.O_WRONLY), name
+
+    return lambda: monkeypatch.setattr(tempfile, "mkstemp", mkstemp_on_full_disk)
+
+
+def set_dotted(cfg: dict, over: dict) -> dict:
+    """``cfg`` with ``{"a.b": v}`` overrides applied in place (sections made as needed)."""
+    for key, value in over.items():
+        node = cfg
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return cfg

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, set_dotted
 
 DATA = {"dataset": "synthetic", "batch_size": 32, "eval_batch_size": 64,
         "options": {"num_train": 64, "num_test": 32, "image_size": 8, "channels": 1}}
@@ -26,13 +26,7 @@ def tiny_config(**over) -> dict:
     cfg = {"name": "tiny", "seed": 0, "data": yaml.safe_load(yaml.safe_dump(DATA)),
            "model": {"name": "resnet8"},
            "train": {"epochs": 1, "threads": 1, "progress": False}}
-    for key, value in over.items():
-        node = cfg
-        *parents, last = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return cfg
+    return set_dotted(cfg, over)
 
 
 def write(path: Path, cfg: dict) -> Path:

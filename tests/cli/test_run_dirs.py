@@ -5,10 +5,7 @@ read a run (eval, export, design) using the run's own resolved config."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import stat
-import tempfile
 
 import pytest
 from PIL import Image
@@ -60,20 +57,9 @@ def test_resume_removes_temp_files_of_a_killed_checkpoint_write(run_copy, capsys
     assert json.loads((run / "summary.json").read_text())["epochs_run"] == 2
 
 
-def test_disk_full_during_training_names_the_path(tmp_path, capsys, monkeypatch):
+def test_disk_full_during_training_names_the_path(tmp_path, capsys, fill_disk):
     """ENOSPC from the kernel: every atomic write's temp file is a link to /dev/full."""
-    if not (os.path.exists("/dev/full") and stat.S_ISCHR(os.stat("/dev/full").st_mode)):
-        pytest.skip("needs the /dev/full device")
-    real = tempfile.mkstemp
-
-    def mkstemp_on_full_disk(dir=None, prefix=None, suffix=None):
-        fd, name = real(dir=dir, prefix=prefix, suffix=suffix)
-        os.close(fd)
-        os.unlink(name)
-        os.symlink("/dev/full", name)
-        return os.open(name, os.O_WRONLY), name
-
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_on_full_disk)
+    fill_disk()
     cfg = write(tmp_path / "cfg.yaml", tiny_config())
     out = tmp_path / "run"
     assert_usage_error(*cli(capsys, "train", cfg, "--out", out), str(out), "no space left")

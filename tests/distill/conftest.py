@@ -2,7 +2,7 @@ import pytest
 
 from edgedistill import api
 from edgedistill.config import TrainExperiment
-from tests.conftest import tiny_train_config
+from tests.conftest import set_dotted, tiny_train_config
 
 
 @pytest.fixture(scope="session")
@@ -25,10 +25,4 @@ def distill_config(teacher, **over) -> dict:
         "train": {"epochs": 4, "threads": 1, "progress": False,
                   "optimizer": {"name": "adam", "lr": 0.003, "weight_decay": 0.0}},
     }
-    for key, value in over.items():
-        node = cfg
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return cfg
+    return set_dotted(cfg, over)

@@ -11,6 +11,7 @@ from edgedistill.config import validate
 from edgedistill.models import create_model
 from edgedistill.split.config import SplitExperiment
 from edgedistill.train.checkpoint import save_weights
+from tests.conftest import set_dotted
 
 DATA = {"dataset": "synthetic", "batch_size": 32, "eval_batch_size": 64,
         "options": {"channels": 1, "image_size": 16, "num_train": 128, "num_test": 64}}
@@ -22,13 +23,7 @@ def tiny_split_config(teacher: str, **over) -> dict:
            "bottleneck": {"channels": [2], "width": 8, "extra_downsample": 1},
            "train": {"epochs": 1, "threads": 1, "progress": False,
                      "optimizer": {"name": "adam", "lr": 0.003, "weight_decay": 0.0}}}
-    for key, value in over.items():
-        node = cfg
-        *parents, last = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return cfg
+    return set_dotted(cfg, over)
 
 
 @pytest.fixture(scope="session")

@@ -60,29 +60,6 @@ def test_weights_carry_spec(tmp_path):
         load_weights(path)
 
 
-
-@pytest.fixture
-def fill_disk(monkeypatch):
-    """Call it to make later atomic writes put their temp file on /dev/full: the kernel's
-    real ENOSPC, met by the real writers (torch's, safetensors', Python's)."""
-    import os
-    import stat
-    import tempfile
-
-    if not (os.path.exists("/dev/full") and stat.S_ISCHR(os.stat("/dev/full").st_mode)):
-        pytest.skip("needs the /dev/full device")
-    real = tempfile.mkstemp
-
-    def mkstemp_on_full_disk(dir=None, prefix=None, suffix=None):
-        fd, name = real(dir=dir, prefix=prefix, suffix=suffix)
-        os.close(fd)
-        os.unlink(name)
-        os.symlink("/dev/full", name)
-        return os.open(name, os.O_WRONLY), name
-
-    return lambda: monkeypatch.setattr(tempfile, "mkstemp", mkstemp_on_full_disk)
-
-
 def test_full_disk_keeps_the_previous_checkpoint_and_names_the_path(tmp_path, fill_disk):
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"model": {"w": torch.zeros(3)}})
