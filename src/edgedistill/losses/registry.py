@@ -6,7 +6,7 @@ from typing import Callable, TypeVar
 
 from edgedistill.registry import Registry
 
-LOSSES = Registry("loss")
+LOSSES = Registry("loss", skip=("student_layers", "teacher_layers"))
 
 T = TypeVar("T")
 
