@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from edgedistill.errors import UsageError
 
@@ -42,8 +50,36 @@ class DataConfig(Strict):
 
 
 class ModelConfig(Strict):
-    name: str
+    """A model: a zoo name, ``torchvision:NAME`` / ``timm:NAME``, or a user's function
+    (``factory: my_pkg.nets:make_model`` or ``path/to/file.py:make_model``), called with
+    ``kwargs``; ``weights`` or ``pretrained`` give it trained weights (models/foreign.py)."""
+
+    name: str | None = None
+    factory: str | None = Field(None, description="package.module:function or file.py:function")
     kwargs: dict[str, Any] = {}
+    weights: str | None = Field(None, description=".pt/.pth state dict, full checkpoint or "
+                                ".safetensors; module./_orig_mod./model. prefixes are stripped")
+    pretrained: bool = Field(False, description="torchvision:/timm: published weights "
+                             "(downloaded; needs a network the first time)")
+    strict: bool = Field(True, description="every weight must fit (false: load those that do)")
+
+    @model_validator(mode="after")
+    def _one_model(self) -> ModelConfig:
+        check_model_fields(self, "name")
+        return self
+
+
+def check_model_fields(cfg: Any, others: str) -> None:
+    """Shared by model and student configs: one way to name the model, a factory that
+    looks like one, weights only with a model to load them into."""
+    named = [k for k in (*others.split("|"), "factory") if getattr(cfg, k, None) is not None]
+    if len(named) != 1:
+        raise ValueError(f"give exactly one of {' or '.join(others.split('|'))} or factory")
+    if cfg.factory is not None and ":" not in cfg.factory:
+        raise ValueError(f"factory {cfg.factory!r} must be 'package.module:function' or "
+                         "'path/to/file.py:function'")
+    if cfg.weights is not None and cfg.pretrained:
+        raise ValueError("give weights or pretrained: true, not both")
 
 
 class OptimizerConfig(Strict):
@@ -81,6 +117,9 @@ class TrainConfig(Strict):
         False, description="also keep checkpoints/epochNNN.pt after every epoch (halting "
         "rules can then be replayed on the finished run)")
     progress: bool = True
+    sync_bn: bool = Field(
+        False, description="data-parallel runs (--nproc, torchrun): BatchNorm statistics over "
+        "the global batch (torch's SyncBatchNorm, CUDA only) instead of each rank's slice")
 
 
 class HaltingRule(Strict):
@@ -100,7 +139,25 @@ class HaltingRule(Strict):
     min_epochs: int = Field(1, ge=0)
 
 
+def import_plugins(data: Any) -> Any:
+    """A raw config's ``plugins`` imported before the rest is validated, so the losses,
+    sources, rules and loggers they register validate; file paths are stored absolute,
+    so a run's saved config.yaml loads from anywhere. Used as a ``before`` validator."""
+    specs = data.get("plugins") if isinstance(data, dict) else None
+    if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
+        specs = []  # no plugins, or the field's own validation names the problem
+    from edgedistill.plugins import load_plugins, resolve
+
+    load_plugins(specs)
+    return {**data, "plugins": [resolve(s) for s in specs]} if specs else data
+
+
+PLUGINS_HELP = ("modules (my_pkg.kd_losses) or .py files (next to this config) to import "
+                "first: the losses, sources, halting rules and loggers they register")
+
+
 class RunBase(Strict):
+    plugins: list[str] = Field([], description=PLUGINS_HELP)
     name: str = "run"
     seed: int = 0
     data: DataConfig = DataConfig()
@@ -110,6 +167,11 @@ class RunBase(Strict):
     halting_anneal_epochs: int = Field(
         0, ge=0, description="on a halt, decay the learning rate to the schedule's floor over "
         "this many more epochs before stopping (0: stop at once)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plugins_first(cls, data: Any) -> Any:
+        return import_plugins(data)
 
 
 class TrainExperiment(RunBase):
@@ -146,7 +208,9 @@ class PoolConfig(Strict):
 
 
 class TeacherConfig(Strict):
-    source: str = Field(..., description="zoo:NAME, a run directory, or a checkpoint file")
+    source: str | ModelConfig = Field(
+        ..., description="zoo:NAME, a run directory, a checkpoint file, or a model "
+        "({factory: pkg.mod:fn, kwargs: {}, weights: PATH} or {name: torchvision:NAME, ...})")
     mode: Literal["online", "cache", "pool"] = "online"
     cache: CacheConfig = CacheConfig()
     pool: PoolConfig = PoolConfig()
@@ -157,25 +221,58 @@ class TeacherConfig(Strict):
 
 class StudentConfig(Strict):
     name: str | None = None
+    factory: str | None = Field(None, description="package.module:function or file.py:function")
     kwargs: dict[str, Any] = {}
+    weights: str | None = Field(None, description="initial weights (see ModelConfig)")
+    pretrained: bool = False
+    strict: bool = True
     derive: Literal["shallower", "narrower", "both"] | None = None
     depth: int | None = Field(None, gt=0)
     width: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _one_way(self) -> StudentConfig:
-        if (self.name is None) == (self.derive is None):
-            raise ValueError("give exactly one of student.name or student.derive")
+        try:
+            check_model_fields(self, "name|derive")
+        except ValueError as err:
+            raise ValueError(str(err).replace("give exactly one of name or derive or factory",
+                                              "give exactly one of student.name, student.factory "
+                                              "or student.derive")) from None
         return self
 
 
 class LossConfig(Strict):
+    """One loss term: a registered loss (``edgedistill losses``) and its settings. The
+    name and ``params`` are checked against the loss's own settings model (its
+    ``__init__`` signature), so a misspelt parameter is refused at load, keys named."""
+
     name: str
-    weight: float | None = Field(None, description="None: the method's published default")
+    weight: float | None = Field(None, description="None: the loss's default_weight (its "
+                                 "docstring names the reference it comes from)")
     label: str | None = Field(None, description="name in logs; default: the loss name")
     student_layers: list[str] = []
     teacher_layers: list[str] = []
     params: dict[str, Any] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from edgedistill.losses.registry import LOSSES
+
+        if name not in LOSSES:
+            raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES.names())}"
+                             " (or add yours under plugins:)")
+        return name
+
+    @field_validator("params")
+    @classmethod
+    def _typed(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from edgedistill.losses.registry import LOSSES
+
+        if "name" not in info.data:  # the name was refused already
+            return params
+        checked = LOSSES.validate_settings(info.data["name"], params, "params")
+        return checked.model_dump(exclude_unset=True)
 
 
 class DistillExperiment(RunBase):
@@ -295,8 +392,21 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict:
 
 
 def load_config(path: str | Path, schema: type[BaseModel], overrides: list[str] = ()) -> Any:
-    raw = read_yaml_mapping(path)
+    """Read, override (``--set``) and validate an experiment YAML; its ``plugins`` are
+    imported first, ``.py`` files found next to the config file before the working
+    directory."""
+    raw = plugin_paths(read_yaml_mapping(path), Path(path).parent)
     return validate(apply_overrides(raw, list(overrides)), schema, str(path))
+
+
+def plugin_paths(raw: dict, base: Path) -> dict:
+    """``raw`` with its ``plugins`` files made absolute against ``base`` (the config's folder)."""
+    specs = raw.get("plugins")
+    if isinstance(specs, list) and all(isinstance(s, str) for s in specs):
+        from edgedistill.plugins import resolve
+
+        raw["plugins"] = [resolve(s, base) for s in specs]
+    return raw
 
 
 def dump_config(cfg: BaseModel) -> str:

@@ -101,7 +101,7 @@ class Registry:
     def validate_settings(self, name: str, raw: dict[str, Any], where: str = "") -> BaseModel:
         """``raw`` checked against ``name``'s settings model; a ``ValueError`` (which
         pydantic reports at the config key) lists the offending and the allowed keys."""
-        if name not in self._items:
+        if name not in self:
             raise ValueError(f"unknown {self.kind} {name!r}; choose one of: "
                              f"{', '.join(self.names())}")
         model = self.settings_model(name)
