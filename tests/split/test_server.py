@@ -181,3 +181,23 @@ def test_batcher_refuses_when_the_queue_is_full():
         await batcher.stop()
 
     asyncio.run(main())
+
+
+def test_codec_field_over_http_old_messages_and_entropy_without_a_model(client):
+    import struct
+
+    from edgedistill.split.wire import encode_entropy
+
+    z = np.full((1, *Z_SHAPE), 3.0, np.float32)
+    new = encode(quantize(z), "zlib")
+    old = new[:4] + bytes([1, new[5], new[6] | (new[7] << 1)]) + new[8:]  # version 1 layout
+    assert old[7] == len(Z_SHAPE) + 1
+    for body in (new, old):
+        r = post(client, body)
+        assert r.status_code == 200 and r.json()["predictions"] == [3], r.text
+    r = post(client, encode_entropy([b"\x01\x02"], (1, *Z_SHAPE)))
+    assert r.status_code == 415 and "no entropy model" in r.json()["error"]
+    bad = new[:7] + struct.pack("B", 9) + new[8:]
+    r = post(client, bad)
+    assert r.status_code == 400 and "unknown codec 9" in r.json()["error"]
+    assert client.get("/v1/info").json()["codecs"] == ["none", "zlib", "zstd"]

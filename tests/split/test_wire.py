@@ -17,6 +17,7 @@ from edgedistill.split.wire import (
     available_compressions,
     decode,
     encode,
+    encode_entropy,
 )
 
 RNG = np.random.default_rng(0)
@@ -24,7 +25,7 @@ Z = np.maximum(RNG.standard_normal((2, 4, 7, 7)), 0).astype(np.float32)
 
 
 def header_len(ndim: int, scales: int) -> int:
-    return 8 + 4 * ndim + 5 * scales + 4
+    return 9 + 4 * ndim + 5 * scales + 4
 
 
 @pytest.mark.parametrize("compression", available_compressions())
@@ -35,7 +36,7 @@ def test_quantized_round_trip_and_exact_size(compression, per_channel):
     got = decode(message)
     assert np.array_equal(got.data, q.data)
     assert np.array_equal(got.scale, q.scale) and np.array_equal(got.zero_point, q.zero_point)
-    assert got.per_channel == per_channel and got.compression == compression
+    assert got.per_channel == per_channel and got.codec == compression
     scales = Z.shape[1] if per_channel else 1
     if compression == "none":
         assert len(message) == header_len(4, scales) + Z.size
@@ -46,8 +47,8 @@ def test_quantized_round_trip_and_exact_size(compression, per_channel):
 def test_auto_compression_picks_the_smaller_payload():
     dense = quantize(RNG.standard_normal((1, 1, 7, 7)).astype(np.float32))
     sparse = quantize(np.zeros((1, 8, 7, 7), np.float32))
-    assert decode(encode(dense, "auto")).compression == "none"
-    assert decode(encode(sparse, "auto")).compression == "zlib"
+    assert decode(encode(dense, "auto")).codec == "none"
+    assert decode(encode(sparse, "auto")).codec == "zlib"
     for q in (dense, sparse):
         assert len(encode(q, "auto")) == min(len(encode(q, "none")), len(encode(q, "zlib")))
 
@@ -86,13 +87,31 @@ def _raw(dtype=1, flags=0, dims=(1, 2), scales=(1.0,), zps=(0,), payload=b"\0\0"
     return head + struct.pack("<I", len(payload) if length is None else length) + payload
 
 
+def _v2(dtype=3, flags=0, codec=0, dims=(1,), payload=None) -> bytes:
+    """A version-2 header (the codec byte) with no scales: float or entropy messages."""
+    payload = b"\0" * 4 * int(np.prod(dims)) if payload is None else payload
+    return (struct.pack("<4sBBBBB", MAGIC, 2, dtype, flags, codec, len(dims))
+            + struct.pack(f"<{len(dims)}I", *dims) + struct.pack("<I", len(payload)) + payload)
+
+
 BAD = {
     "empty": (b"", "truncated"),
     "magic": (_patch(_valid(), 0, b"XXXX"), "magic"),
-    "version": (_raw(version=2), "version 2"),
+    "version": (_raw(version=3), "version 3"),
     "dtype": (_raw(dtype=9), "dtype code 9"),
     "reserved flags": (_raw(flags=0b1000), "reserved flag"),
     "compression code": (_raw(flags=0b110), "compression code 3"),
+    "v2 codec": (_v2(codec=4), "unknown codec 4"),
+    "v2 codec 255": (_v2(codec=255), "unknown codec 255"),
+    "v2 flags": (_v2(flags=0b10), "reserved flag"),
+    "v2 entropy uint8": (_v2(dtype=1, codec=3), "must be float32"),
+    "v2 entropy 1-d": (_v2(dtype=3, codec=3, dims=(2,)), "at least 2"),
+    "v2 entropy no streams": (_v2(dtype=3, codec=3, dims=(2, 4), payload=b""), "length of "
+                              "entropy stream 0"),
+    "v2 entropy stream cut": (_v2(dtype=3, codec=3, dims=(1, 4),
+                                  payload=struct.pack("<I", 9) + b"abc"), "entropy stream 0"),
+    "v2 entropy extra": (_v2(dtype=3, codec=3, dims=(1, 4),
+                             payload=struct.pack("<I", 1) + b"ab"), "after the 1 entropy"),
     "ndim 0": (_raw(dims=()), "ndim 0"),
     "ndim 7": (_raw(dims=(1,) * 7), "ndim 7"),
     "zero dim": (_raw(dims=(1, 0)), "zero dimension"),
@@ -155,6 +174,53 @@ def test_fuzz_truncations_flips_and_garbage_never_crash():
             assert 400 <= err.status < 500
             outcomes["rejected"] += 1
         else:
-            assert np.all(np.isfinite(got.to_float()))
+            if got.codec == "entropy":  # a flipped codec byte: streams for the model to check
+                assert len(got.streams) == got.shape[0]
+            else:
+                assert np.all(np.isfinite(got.to_float()))
             outcomes["ok"] += 1
     assert outcomes["rejected"] > len(message)
+
+
+# Version-1 messages (no codec byte) written by encode() at commit 0ff7921, before the
+# codec field existed: per-channel uint8 + zlib level 9, and float16 uncompressed, of
+# x = arange(24).reshape(1, 2, 3, 4) / 4.
+OLD_UINT8_ZLIB = bytes.fromhex(
+    "454453570101030401000000020000000300000004000000b1b0303cb9b8b83c00002300000078da01"
+    "1800e7ff00172e465d748ba2b9d1e8ff85909ba6b1bcc8d3dee9f4ff969a0f13")
+OLD_FLOAT16 = bytes.fromhex(
+    "45445357010200040100000002000000030000000400000030000000000000340038003a003c003d00"
+    "3e003f00408040004180410042804200438043004440448044c044004540458045c045")
+
+
+def test_version_1_messages_still_parse():
+    x = np.arange(24, dtype=np.float32).reshape(1, 2, 3, 4) / 4
+    q = decode(OLD_UINT8_ZLIB)
+    assert (q.version, q.codec, q.per_channel) == (1, "zlib", True)
+    assert q.data.ravel().tolist() == [0, 23, 46, 70, 93, 116, 139, 162, 185, 209, 232, 255,
+                                       133, 144, 155, 166, 177, 188, 200, 211, 222, 233, 244,
+                                       255]
+    assert np.abs(q.to_float() - x).max() <= q.scale.max() / 2 + 1e-6
+    f = decode(OLD_FLOAT16)
+    assert (f.version, f.codec, f.data.dtype) == (1, "none", np.float16)
+    assert np.array_equal(f.to_float(), x)
+
+
+def test_new_messages_carry_the_codec_byte():
+    message = encode(quantize(Z), "zlib")
+    assert message[4] == 2 and message[7] == 1  # version 2, codec 1 zlib
+    assert decode(message).codec == "zlib"
+    assert encode(quantize(Z), "none")[7] == 0
+
+
+def test_entropy_message_round_trip_keeps_streams_and_shape():
+    streams = [b"\x01\x02\x03", b"", b"\xff" * 40]
+    message = encode_entropy(streams, (3, 4, 6, 6))
+    assert len(message) == 9 + 4 * 4 + 4 + sum(4 + len(b) for b in streams)
+    got = decode(message)
+    assert got.codec == "entropy" and got.streams == streams and got.shape == (3, 4, 6, 6)
+    with pytest.raises(WireError, match="entropy model") as err:
+        got.to_float()
+    assert err.value.status == 415
+    with pytest.raises(WireError, match="one stream per sample"):
+        encode_entropy(streams, (2, 4, 6, 6))

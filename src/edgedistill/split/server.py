@@ -157,7 +157,7 @@ def create_app(service: SplitService, token: str, max_payload: int = 1 << 20,
     async def info():
         return {"bottleneck": service.name, "bottleneck_shape": list(service.bottleneck_shape),
                 "input_shape": list(service.input_shape), "classes": service.classes,
-                "wire_version": VERSION, "backend": service.backend, "max_batch": max_batch,
+                "wire_version": VERSION, "codecs": service.codecs, "backend": service.backend, "max_batch": max_batch,
                 "max_payload": max_payload}
 
     @app.get("/metrics", dependencies=[Depends(authorize)])
@@ -173,12 +173,15 @@ def create_app(service: SplitService, token: str, max_payload: int = 1 << 20,
             tensor = decode(body, max_elements=max_batch * int(np.prod(service.bottleneck_shape)))
         except WireError as err:
             raise ApiError(err.status, f"bad tensor message: {err}") from None
-        shape = tensor.data.shape
+        shape = tensor.shape
         if len(shape) != 4 or shape[1:] != service.bottleneck_shape:
             raise ApiError(422, f"tensor shape {list(shape)} does not fit this model: expected "
                                 f"[N, {', '.join(map(str, service.bottleneck_shape))}]")
         check_batch(shape[0])
-        z = tensor.to_float()
+        try:
+            z = service.to_float(tensor)
+        except WireError as err:
+            raise ApiError(err.status, f"bad tensor message: {err}") from None
         return await run(tail, z, (time.perf_counter() - tic) * 1e3, logits)
 
     @app.post("/v1/classify", dependencies=[Depends(authorize)])

@@ -18,6 +18,7 @@ from torch import nn
 from edgedistill.errors import UsageError
 from edgedistill.split.images import normalize_uint8
 from edgedistill.split.model import bottleneck_dir, load_split, read_meta
+from edgedistill.split.wire import COMPRESSIONS, WireError, WireTensor
 
 BACKENDS = ("torch", "onnx")
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -57,6 +58,23 @@ class SplitService:
     run_tail: Runner
     run_teacher: Runner
     backend: str
+    entropy: object | None = None  # entropy.EntropyCodec of an entropy bottleneck
+
+    @property
+    def codecs(self) -> list[str]:
+        """The wire codecs this bottleneck's server decodes."""
+        return [*COMPRESSIONS, *(["entropy"] if self.entropy is not None else [])]
+
+    def to_float(self, tensor: WireTensor) -> np.ndarray:
+        """The bottleneck values of a decoded message: entropy streams through this
+        bottleneck's entropy model, other codecs as the wire format gives them."""
+        if tensor.codec != "entropy":
+            return tensor.to_float()
+        if self.entropy is None:
+            raise WireError(f"bottleneck {self.name} has no entropy model, so it cannot "
+                            "decode the entropy codec; send 8-bit messages (codec none or "
+                            "zlib)", 415)
+        return self.entropy.decode(tensor.streams, tensor.shape)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, bottleneck: str | None = None,
