@@ -15,6 +15,9 @@ from edgedistill.errors import OutputError, UsageError, disk_problem
 
 
 def configure_torch(cfg: RunBase) -> None:
+    from edgedistill.train.distributed import init
+
+    init(cfg.train.device)  # joins torchrun's process group when run as one of its ranks
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     if cfg.train.deterministic:
@@ -29,13 +32,35 @@ def build_data(cfg: DataConfig, seed: int):
     return train, test
 
 
-def build_splits(cfg: DataConfig, seed: int):
-    """(train, validation or None, test)."""
-    from edgedistill.data import load_splits
+def build_splits(cfg: DataConfig, seed: int, log=print):
+    """(train, validation or None, test): ``ImageData`` in memory, or ``StreamingData``
+    read from disk while training (``data.streaming``, or a set over the memory budget)."""
+    from dataclasses import replace
 
-    return load_splits(cfg.dataset, root=cfg.root, limit_train=cfg.limit_train,
-                       limit_test=cfg.limit_test, seed=seed, val_split=cfg.val_split,
-                       **cfg.options)
+    from edgedistill.data import load_splits
+    from edgedistill.data.stream_sources import load_streaming, wants_streaming
+
+    if wants_streaming(cfg, log):
+        return limit_splits(cfg, seed, *load_streaming(cfg, seed))
+    splits = load_splits(cfg.dataset, root=cfg.root, limit_train=cfg.limit_train,
+                         limit_test=cfg.limit_test, seed=seed, val_split=cfg.val_split,
+                         **cfg.options)
+    if cfg.mean is None:
+        return splits
+    return tuple(s if s is None else replace(s, mean=tuple(cfg.mean), std=tuple(cfg.std))
+                 for s in splits)
+
+
+def limit_splits(cfg: DataConfig, seed: int, train, test):
+    """``val_split``, ``limit_train`` and ``limit_test`` applied as ``load_splits`` does."""
+    val = None
+    if cfg.val_split is not None:
+        train, val = train.split_off(cfg.val_split, 0)
+    if cfg.limit_train is not None:
+        train = train.subset(cfg.limit_train, seed)
+    if cfg.limit_test is not None:
+        test = test.subset(cfg.limit_test, 0)
+    return train, val, test
 
 
 def augment_spec(cfg: DataConfig, data):
@@ -52,19 +77,40 @@ def augment_spec(cfg: DataConfig, data):
 def build_pipelines(cfg: DataConfig, train_data, test_data, seed: int, device,
                     num_draws: int | None = None):
     from edgedistill.data import BatchPipeline
+    from edgedistill.data.streaming import StreamingData
 
-    train = BatchPipeline(train_data, cfg.batch_size, train=True, seed=seed,
-                          augment=augment_spec(cfg, train_data), device=device,
-                          num_draws=num_draws or cfg.num_draws)
+    if isinstance(train_data, StreamingData):
+        train = streaming_pipeline(cfg, train_data, True, seed, device, num_draws)
+    else:
+        train = BatchPipeline(train_data, cfg.batch_size, train=True, seed=seed,
+                              augment=augment_spec(cfg, train_data), device=device,
+                              num_draws=num_draws or cfg.num_draws)
     return train, eval_pipeline(cfg, test_data, seed, device)
+
+
+def streaming_pipeline(cfg: DataConfig, data, train: bool, seed: int, device,
+                       num_draws: int | None = None):
+    """A ``StreamingPipeline`` over ``StreamingData`` with the config's workers and recipe."""
+    from edgedistill.data.streaming import StreamingPipeline
+
+    return StreamingPipeline(
+        data, cfg.batch_size if train else cfg.eval_batch_size, train=train, seed=seed,
+        augment=augment_spec(cfg, data) if train else None,
+        augment_enabled=train and cfg.augment.enabled, device=device,
+        num_draws=(num_draws or cfg.num_draws) if train else None, workers=cfg.workers,
+        prefetch=cfg.prefetch, on_corrupt=cfg.on_corrupt, transform=cfg.transform,
+        transform_options=cfg.transform_options)
 
 
 def eval_pipeline(cfg: DataConfig, data, seed: int, device):
     """Batches of ``data`` in order, un-augmented (test and validation sets); None for None."""
     from edgedistill.data import BatchPipeline
+    from edgedistill.data.streaming import StreamingData
 
     if data is None:
         return None
+    if isinstance(data, StreamingData):
+        return streaming_pipeline(cfg, data, False, seed, device)
     return BatchPipeline(data, cfg.eval_batch_size, train=False, seed=seed, augment=None,
                          device=device)
 
@@ -85,13 +131,49 @@ def model_from_weights(path: str | Path) -> nn.Module:
     return model
 
 
-def load_model(source: str | Path) -> nn.Module:
-    """A trained model from ``zoo:NAME``, a run directory, a .safetensors file or a
-    checkpoint (.pt). Returned in eval mode on the CPU."""
+def build_model(ref: Any, num_classes: int | None = None,
+                in_channels: int | None = None) -> nn.Module:
+    """The model a config names (``ModelConfig``, ``StudentConfig`` with ``name`` or
+    ``factory``, or the same as a dict): zoo, ``torchvision:``/``timm:`` or a factory,
+    with its ``weights`` or ``pretrained`` ones loaded. Dataset sizes apply unless its
+    kwargs set them."""
+    from edgedistill.config import ModelConfig
+    from edgedistill.models.foreign import build
+
+    if isinstance(ref, dict):
+        from edgedistill.config import validate
+
+        ref = validate(ref, ModelConfig, "model")
+    return build(ref.factory or ref.name, num_classes, in_channels, kwargs=ref.kwargs,
+                 weights=ref.weights, pretrained=ref.pretrained, strict=ref.strict)
+
+
+def describe_source(source: Any) -> str:
+    """A teacher or model source in one short line (for summaries and logs)."""
+    if isinstance(source, nn.Module):
+        return f"python {type(source).__name__}"
+    if isinstance(source, (str, Path)):
+        return str(source)
+    text = source.factory or source.name
+    if source.weights:
+        text += f" weights={source.weights}"
+    return text + (" pretrained" if source.pretrained else "")
+
+
+def load_model(source: Any, num_classes: int | None = None,
+               in_channels: int | None = None) -> nn.Module:
+    """A trained model from ``zoo:NAME``, a run directory, a .safetensors file, a
+    checkpoint (.pt), a model config (``{factory: ..., weights: ...}``, see ``build_model``;
+    ``num_classes``/``in_channels`` apply to these) or an ``nn.Module`` (returned as it is).
+    Returned in eval mode on the CPU."""
     from edgedistill import pretrained
     from edgedistill.models import create_model
     from edgedistill.train.checkpoint import load_checkpoint
 
+    if isinstance(source, nn.Module):
+        return source.eval()
+    if not isinstance(source, (str, Path)):
+        return build_model(source, num_classes, in_channels).eval()
     source = str(source)
     if source.startswith("zoo:"):
         model = model_from_weights(pretrained.weights_path(source[4:]))
@@ -102,12 +184,12 @@ def load_model(source: str | Path) -> nn.Module:
                 raise UsageError(f"{path} is not a finished run directory (no model.safetensors)")
             model = model_from_weights(path / "model.safetensors")
         elif path.suffix == ".safetensors":
-            model = model_from_weights(path)
+            model = _with_hint(model_from_weights, path)
         elif path.is_file():
-            state = load_checkpoint(path)
+            state = _with_hint(load_checkpoint, path)
             spec = json.loads(state.get("spec", "{}"))
             if not spec:
-                raise UsageError(f"{path}: checkpoint records no model spec")
+                raise UsageError(f"{path}: checkpoint records no model spec; {FOREIGN_HINT}")
             model = create_model(**spec)
             prefix = next((p for p in ("model.", "student.")
                            if any(k.startswith(p) for k in state["model"])), "")
@@ -117,6 +199,22 @@ def load_model(source: str | Path) -> nn.Module:
             raise UsageError(f"model source {source!r} is not zoo:NAME, a run dir or a file "
                              "that exists")
     return model.eval()
+
+
+FOREIGN_HINT = ("for weights saved elsewhere name the model: teacher.source: {name: "
+                "torchvision:NAME, weights: PATH} or {factory: pkg.mod:fn, weights: PATH}")
+
+
+def _with_hint(read, path: Path):
+    """``read(path)``; a file without edgedistill's metadata gets the way to load it."""
+    from edgedistill.errors import CheckpointError
+
+    try:
+        return read(path)
+    except CheckpointError as err:
+        if "no model spec" in str(err) or "not ours" in str(err):
+            raise CheckpointError(f"{err}; {FOREIGN_HINT}") from None
+        raise
 
 
 def check_run_dir(out: str | Path, resume: bool) -> Path:
@@ -215,9 +313,11 @@ def source_data_config(source: str | Path, dataset: str | None = None) -> DataCo
 
 
 def train(cfg: TrainExperiment, out: str | Path, resume: bool = False,
-          progress: bool = True) -> dict[str, Any]:
-    """Train ``cfg.model`` on ``cfg.data``; returns the run's summary."""
-    from edgedistill.models import create_model
+          progress: bool = True, *, model: nn.Module | None = None,
+          splits: tuple | None = None) -> dict[str, Any]:
+    """Train ``cfg.model`` on ``cfg.data``; returns the run's summary. ``model`` (a built
+    module) and ``splits`` ((train, validation or None, test) ``ImageData``) stand in for
+    the ones the config names: the Python API passes a user's own this way."""
     from edgedistill.train.callbacks import PrintProgress
     from edgedistill.train.device import resolve_device
     from edgedistill.train.halting import halting_callbacks
@@ -227,9 +327,9 @@ def train(cfg: TrainExperiment, out: str | Path, resume: bool = False,
     run_dir = check_run_dir(out, resume)  # the trainer creates it, once all is built
     configure_torch(cfg)
     device = resolve_device(cfg.train.device)
-    train_data, val_data, test_data = build_splits(cfg.data, cfg.seed)
-    model = create_model(cfg.model.name, num_classes=train_data.num_classes,
-                         in_channels=train_data.images.shape[1], **cfg.model.kwargs)
+    train_data, val_data, test_data = splits or build_splits(cfg.data, cfg.seed)
+    if model is None:
+        model = build_model(cfg.model, train_data.num_classes, train_data.image_shape[0])
     train_pipe, test_pipe = build_pipelines(cfg.data, train_data, test_data, cfg.seed, device)
     callbacks = halting_callbacks(cfg)
     if progress and cfg.train.progress:

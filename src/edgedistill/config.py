@@ -4,13 +4,14 @@ validation errors into one clear line (offending key, allowed values)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializeAsAny,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -47,6 +48,36 @@ class DataConfig(Strict):
     augment: AugmentConfig = AugmentConfig()
     num_draws: int | None = Field(None, gt=0, description="augmentation draws reused cyclically")
     options: dict[str, Any] = {}
+    streaming: bool | None = Field(
+        None, description="read samples from disk while training (imagefolder, webdataset); "
+        "unset: only when the decoded set would exceed memory_budget_gb")
+    memory_budget_gb: float = Field(4.0, gt=0, description="largest decoded set held in memory")
+    workers: int = Field(2, ge=0, description="DataLoader worker processes when streaming")
+    prefetch: int = Field(2, ge=1, description="batches each worker prepares ahead (streaming "
+                          "memory is about workers x prefetch batches)")
+    transform: str = Field("imagenet", description="streaming per-sample recipe: imagenet "
+                           "(RandomResizedCrop + flip; resize + centre crop) or fit (the "
+                           "in-memory imagefolder's fit and pad-crop + flip)")
+    transform_options: dict[str, Any] = {}
+    on_corrupt: Literal["skip", "error"] = Field(
+        "error", description="an unreadable image when streaming: stop naming it, or skip it "
+        "with a warning naming it")
+    mean: list[float] | None = Field(None, description="per-channel mean on the 0-1 scale; "
+                                     "unset: the train split's (streaming: ImageNet's)")
+    std: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _check_streaming(self):
+        from edgedistill.data.transforms import TRANSFORMS
+
+        TRANSFORMS.validate_settings(self.transform, self.transform_options,
+                                     "data.transform_options")
+        if (self.mean is None) != (self.std is None) or (
+                self.mean is not None and (len(self.mean) != len(self.std)
+                                           or min(self.std) <= 0)):
+            raise ValueError("data.mean and data.std go together, one value per channel, "
+                             "std > 0")
+        return self
 
 
 class ModelConfig(Strict):
@@ -123,20 +154,26 @@ class TrainConfig(Strict):
 
 
 class HaltingRule(Strict):
-    """One early-halting criterion; see ``train/halting.py`` for the kinds."""
+    """Base of every early-halting rule: ``kind`` names a registered rule
+    (``train/halting/``, or a plugin's), whose own settings model (a subclass of this one)
+    checks the other keys at load, so a misspelt field is refused with that kind's keys."""
 
-    kind: Literal["plateau", "agreement", "teacher_gap", "loss_improvement"]
-    patience: int = Field(3, gt=0)
-    min_delta: float = Field(0.001, ge=0)
-    statistic: Literal["max", "mean"] = Field(
-        "max", description="plateau: compare the best (max) or the mean accuracy of the last "
-        "`patience` epochs with the best of all before (max) or the mean of the `patience` "
-        "before them (mean; one lucky epoch does not set the bar)")
-    threshold: float = Field(0.95, gt=0)
-    epsilon: float = Field(0.005, ge=0)
-    window: int = Field(3, gt=0)
-    delta: float = Field(0.01, ge=0)
-    min_epochs: int = Field(1, ge=0)
+    needs_teacher: ClassVar[bool] = False
+
+    kind: str
+    min_epochs: int = Field(1, ge=0, description="never halt before this many epochs")
+
+    def check(self, history: list[dict[str, Any]], read: Any) -> str | None:
+        """The reason to halt after the last record of ``history`` (None: go on); ``read``
+        says which split to read (``read.acc``: ``val_acc`` or ``test_acc``)."""
+        raise NotImplementedError
+
+
+class LoggerConfig(Strict):
+    """Base of every run logger's settings: ``name`` a registered logger
+    (``train/loggers/``, or a plugin's); the other keys are its own settings."""
+
+    name: str
 
 
 def import_plugins(data: Any) -> Any:
@@ -162,11 +199,30 @@ class RunBase(Strict):
     seed: int = 0
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
-    halting: list[HaltingRule] = []
+    halting: list[SerializeAsAny[HaltingRule]] = Field(
+        [], description="early-halting rules, each {kind: plateau|agreement|teacher_gap|"
+        "loss_improvement (or a plugin's), its settings}")
     halting_mode: Literal["any", "all"] = "any"
     halting_anneal_epochs: int = Field(
         0, ge=0, description="on a halt, decay the learning rate to the schedule's floor over "
         "this many more epochs before stopping (0: stop at once)")
+    loggers: list[SerializeAsAny[LoggerConfig]] = Field(
+        [], description="run loggers besides metrics.jsonl and plots/: tensorboard, mlflow "
+        "(optional extras) or a plugin's; a name or {name: ..., its settings}")
+
+    @field_validator("halting", mode="before")
+    @classmethod
+    def _rules_by_kind(cls, rules: Any) -> Any:
+        from edgedistill.train.halting import parse_rules
+
+        return parse_rules(rules)
+
+    @field_validator("loggers", mode="before")
+    @classmethod
+    def _loggers_by_name(cls, loggers: Any) -> Any:
+        from edgedistill.train.loggers import parse_loggers
+
+        return parse_loggers(loggers)
 
     @model_validator(mode="before")
     @classmethod
@@ -179,8 +235,18 @@ class TrainExperiment(RunBase):
 
     model: ModelConfig
 
+    @model_validator(mode="after")
+    def _no_teacher_rules(self) -> TrainExperiment:
+        needs = sorted(r.kind for r in self.halting if r.needs_teacher)
+        if needs:
+            raise ValueError(f"halting rules {needs} need a teacher; use them with "
+                             "`edgedistill distill`, or use plateau/loss_improvement")
+        return self
+
 
 class CacheConfig(Strict):
+    """Settings of the ``cache`` teacher source (``distill/cache.py``)."""
+
     dir: str | None = Field(None, description="default: <run parent>/.teacher_cache")
     top_k: int | None = Field(None, gt=0)
     num_draws: int = Field(4, gt=0)
@@ -189,16 +255,81 @@ class CacheConfig(Strict):
         "fp16", description="stored logits and features: fp16 (half the disk) or fp32")
 
 
+class ReplicaSpec(Strict):
+    """One teacher replica of a pool: ``torch`` runs on CPU threads or a GPU; ``onnx`` and
+    ``onnx-int8`` run ONNX Runtime on CPU threads (int8: static QDQ, calibrated on training
+    images)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    num_cpus: float = Field(1.0, gt=0, description="Ray CPUs reserved; threads = floor, >= 1")
+    num_gpus: float = Field(0.0, ge=0)
+    resources: dict[str, float] = Field({}, description="custom Ray resources, e.g. {edge: 1}")
+    count: int = Field(1, gt=0, description="how many replicas of this kind")
+
+    @model_validator(mode="after")
+    def _onnx_on_cpu(self) -> ReplicaSpec:
+        if self.backend != "torch" and self.num_gpus > 0:
+            raise ValueError(f"backend {self.backend} runs on CPU only; use backend torch "
+                             "for a GPU replica")
+        bad = [k for k, v in self.resources.items() if not 0 <= v < float("inf")]
+        if bad:
+            raise ValueError(f"resources {bad}: amounts must be finite and >= 0")
+        return self
+
+    @property
+    def threads(self) -> int:
+        return max(1, int(self.num_cpus))
+
+    def demand(self) -> dict[str, float]:
+        """The Ray resources one replica of this kind holds while it lives."""
+        need = {"CPU": self.num_cpus, **self.resources}
+        if self.num_gpus:
+            need["GPU"] = self.num_gpus
+        return need
+
+    def describe(self) -> str:
+        gpu = f", {self.num_gpus:g} GPU" if self.num_gpus else ""
+        return f"{self.backend} ({self.num_cpus:g} CPU{gpu})"
+
+
+class AutoscaleSettings(Strict):
+    """Bounds and thresholds of the pool's autoscaling policy (``elastic/scaler.py``)."""
+
+    min_replicas: int = Field(1, gt=0)
+    max_replicas: int = Field(8, gt=0)
+    grow_wait_fraction: float = Field(0.05, gt=0, lt=1,
+                                      description="grow when the student waits longer")
+    target_utilization: float = Field(0.75, gt=0, le=1,
+                                      description="shrink while the rest stay below this")
+    interval_s: float = Field(5.0, gt=0)
+    cooldown_s: float = Field(10.0, ge=0)
+    replica: ReplicaSpec | None = Field(None, description="kind to add; default replicas[0]")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscaleSettings:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} > max_replicas "
+                             f"{self.max_replicas}")
+        return self
+
+
 class PoolConfig(Strict):
-    replicas: list[dict[str, Any]] = Field(
-        [{"backend": "torch", "num_cpus": 1}],
+    """Settings of the ``pool`` teacher source (``elastic/source.py``)."""
+
+    replicas: list[ReplicaSpec] = Field(
+        [ReplicaSpec()], min_length=1,
         description="each: backend torch|onnx|onnx-int8, num_cpus, num_gpus, resources, count")
     address: str | None = Field(None, description="None: embedded Ray; HOST:PORT, auto or ray://")
+    service: str | None = Field(
+        None, description="attach to the running teacher service of this name (`edgedistill "
+        "teachers serve`) instead of starting a pool; address None then means auto")
     max_in_flight: int = Field(4, gt=0, description="requests queued per live replica")
     deadline_s: float = Field(30.0, gt=0,
                               description="a replica silent this long is replaced, its batches "
                                           "re-sent")
-    autoscale: dict[str, Any] | None = Field(
+    autoscale: AutoscaleSettings | None = Field(
         None, description="min_replicas, max_replicas, grow_wait_fraction, target_utilization, "
                           "interval_s, cooldown_s, replica")
     top_k: int | None = Field(None, gt=0)
@@ -211,12 +342,49 @@ class TeacherConfig(Strict):
     source: str | ModelConfig = Field(
         ..., description="zoo:NAME, a run directory, a checkpoint file, or a model "
         "({factory: pkg.mod:fn, kwargs: {}, weights: PATH} or {name: torchvision:NAME, ...})")
-    mode: Literal["online", "cache", "pool"] = "online"
+    mode: str = Field("online", description="the teacher source: online, cache, pool or a "
+                      "plugin's (distill/sources.py SOURCES)")
     cache: CacheConfig = CacheConfig()
     pool: PoolConfig = PoolConfig()
     allow_unfinished: bool = Field(
         False, description="distil from a teacher whose own run stopped before its schedule "
         "ended (refused by default; reports then say so)")
+
+    # a plugin source's settings go in a section named after it (teacher.my_source: {...})
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    @field_validator("mode")
+    @classmethod
+    def _registered_source(cls, mode: str) -> str:
+        from edgedistill.distill.sources import SOURCES
+
+        if mode not in SOURCES:
+            raise ValueError(f"unknown teacher source {mode!r}; choose one of: "
+                             f"{', '.join(SOURCES.names())} (or add yours under plugins:)")
+        return mode
+
+    @model_validator(mode="after")
+    def _plugin_sections(self) -> TeacherConfig:
+        from edgedistill.distill.sources import SOURCES
+
+        extra = self.__pydantic_extra__ or {}
+        for key, raw in extra.items():
+            if key not in SOURCES or key in type(self).model_fields:
+                allowed = sorted({*type(self).model_fields, *SOURCES.names()} - {"online"})
+                raise ValueError(f"unknown key teacher.{key}; allowed keys here: "
+                                 f"{', '.join(allowed)}")
+            extra[key] = SOURCES.validate_settings(key, raw or {}, f"teacher.{key}")
+        return self
+
+    def settings(self, mode: str | None = None) -> BaseModel:
+        """The settings of teacher source ``mode`` (default: this teacher's): its section,
+        or its settings model's defaults when the config has none."""
+        from edgedistill.distill.sources import SOURCES
+
+        mode = mode or self.mode
+        section = getattr(self, mode, None)
+        return section if section is not None else \
+            SOURCES.validate_settings(mode, {}, f"teacher.{mode}")
 
 
 class StudentConfig(Strict):

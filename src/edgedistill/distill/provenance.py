@@ -9,6 +9,7 @@ teacher is refused unless the config says ``teacher.allow_unfinished: true``.
 Sources: ``zoo:NAME`` (the shipped manifest), a run directory (its ``config.yaml``,
 ``metrics.jsonl`` and ``summary.json``), a weights or checkpoint file inside a run
 directory (that run), or any other file (provenance unknown: accepted, and said so).
+A model config or Python module (trained elsewhere) records its weights file and sha256.
 """
 
 from __future__ import annotations
@@ -42,11 +43,50 @@ def _run_record(run_dir: Path) -> dict[str, Any]:
                                            or summary.get("halted") is not None)}
 
 
-def teacher_provenance(source: str | Path) -> dict[str, Any]:
+def foreign_record(source: Any) -> dict[str, Any]:
+    """A teacher trained outside edgedistill (a model config or a Python module): what it
+    is and which weights it has (file and sha256). Nothing says whether its training was
+    finished, so ``finished`` is None and the run is not refused for it."""
+    from torch import nn
+
+    from edgedistill import api
+
+    info: dict[str, Any] = {"source": api.describe_source(source), "test_acc": None,
+                            "epochs_trained": None, "epochs_planned": None, "finished": None,
+                            "note": "trained outside edgedistill"}
+    if isinstance(source, nn.Module):
+        return {**info, "kind": "python", "weights_sha256": state_sha256(source)}
+    info["kind"] = "foreign"
+    if source.pretrained:
+        info["weights"] = f"published weights of {source.name}"
+    elif source.weights:
+        from edgedistill.models.foreign import file_sha256
+
+        info["weights"] = source.weights
+        if Path(source.weights).is_file():
+            info["weights_sha256"] = file_sha256(source.weights)
+    else:
+        info["note"] = "fresh weights (no weights file, not pretrained)"
+    return info
+
+
+def state_sha256(model) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def teacher_provenance(source: Any) -> dict[str, Any]:
     """What is known of ``source``: kind, test accuracy, epochs trained and planned, and
     ``finished`` (True, False, or None when nothing is recorded)."""
     from edgedistill import api, pretrained
 
+    if not isinstance(source, (str, Path)):
+        return foreign_record(source)
     source = str(source)
     if source.startswith("zoo:"):
         entry = pretrained.manifest().get(source[4:], {})
@@ -77,6 +117,10 @@ def describe(info: dict[str, Any]) -> str:
         sched = f"{trained}/{planned if planned is not None else '?'} planned epochs"
     state = {True: "finished", False: "UNFINISHED", None: "provenance unknown"}[
         info.get("finished")]
+    if info.get("kind") in ("foreign", "python"):
+        state = f"weights {info.get('weights', 'of the given module')}"
+        if info.get("weights_sha256"):
+            state += f" (sha256 {info['weights_sha256'][:12]})"
     note = f"; {info['note']}" if info.get("note") else ""
     return f"teacher {info['source']}: {acc_s}, {sched}, {state}{note}"
 

@@ -14,7 +14,7 @@ from edgedistill import api
 from edgedistill.config import DistillExperiment, StudentConfig
 from edgedistill.distill.distiller import Distiller
 from edgedistill.distill.provenance import require_finished, teacher_provenance
-from edgedistill.distill.sources import OnlineSource, TeacherSource
+from edgedistill.distill.sources import SOURCES, TeacherSource
 from edgedistill.errors import UsageError
 from edgedistill.train.callbacks import Callback, PrintProgress
 from edgedistill.train.device import resolve_device
@@ -26,16 +26,19 @@ def build_student(cfg: StudentConfig, teacher: nn.Module, num_classes: int,
                   in_channels: int) -> nn.Module:
     from edgedistill.models import create_model, derive_student
 
-    if cfg.name:
-        return create_model(cfg.name, num_classes=num_classes, in_channels=in_channels,
-                            **cfg.kwargs)
+    if cfg.name or cfg.factory:
+        return api.build_model(cfg, num_classes, in_channels)
+    if not getattr(teacher, "spec", None):
+        raise UsageError(f"student.derive: the teacher ({type(teacher).__name__}, given as a "
+                         "Python module) has no model spec to derive from; give the student "
+                         "itself (student.name, student.factory or a module)")
     spec = derive_student(teacher.spec, cfg.derive, depth=cfg.depth, width=cfg.width)
     return create_model(**spec)
 
 
 def check_teacher_fits(teacher: nn.Module, data, source: str) -> None:
     spec = getattr(teacher, "spec", {})
-    want = {"num_classes": data.num_classes, "in_channels": data.images.shape[1]}
+    want = {"num_classes": data.num_classes, "in_channels": data.image_shape[0]}
     for key, value in want.items():
         if spec.get(key) not in (None, value):
             raise UsageError(f"teacher {source!r} has {key}={spec[key]} but dataset "
@@ -44,19 +47,8 @@ def check_teacher_fits(teacher: nn.Module, data, source: str) -> None:
 
 def build_source(cfg: DistillExperiment, teacher: nn.Module, device: torch.device,
                  run_dir: Path) -> TeacherSource:
-    mode = cfg.teacher.mode
-    if mode == "online":
-        return OnlineSource(teacher, device, cfg.train.amp)
-    if mode == "cache":
-        from edgedistill.distill.cache import CacheSource
-
-        c = cfg.teacher.cache
-        root = Path(c.dir) if c.dir else run_dir.parent / ".teacher_cache"
-        return CacheSource(teacher, root, device, num_draws=c.num_draws, top_k=c.top_k,
-                           batch_size=c.batch_size, amp=cfg.train.amp, precision=c.precision)
-    from edgedistill.elastic.source import PoolSource
-
-    return PoolSource(cfg.teacher.source, cfg.teacher.pool, device)
+    """The teacher source ``teacher.mode`` names (a ``SOURCES`` entry), from the config."""
+    return SOURCES.get(cfg.teacher.mode).from_config(cfg, teacher, device, run_dir)
 
 
 class TeacherReference(Callback):
@@ -79,21 +71,46 @@ def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a == b).float().mean().item()
 
 
+def resolve_teacher(cfg: DistillExperiment, data, teacher: nn.Module | None) -> nn.Module:
+    """The teacher module: the one given, or the one ``teacher.source`` names. A model
+    config (factory, torchvision:, timm:) is built for the dataset's classes and channels,
+    which are then written into its kwargs so pool replicas build the same network."""
+    from edgedistill.config import ModelConfig
+
+    if teacher is not None:
+        if cfg.teacher.mode == "pool":
+            raise UsageError("teacher.mode pool needs a teacher the replicas can build "
+                             "(zoo:NAME, a run, a file or {factory: ...}), not a Python module")
+        return teacher.eval()
+    source = cfg.teacher.source
+    teacher = api.load_model(source, data.num_classes, data.image_shape[0])
+    if isinstance(source, ModelConfig):
+        sizes = {k: teacher.spec[k] for k in ("num_classes", "in_channels") if k in teacher.spec}
+        cfg.teacher.source = source.model_copy(update={"kwargs": {**sizes, **source.kwargs}})
+    return teacher
+
+
 def run_distill(cfg: DistillExperiment, out: str | Path, resume: bool = False,
-                progress: bool = True) -> dict[str, Any]:
+                progress: bool = True, *, teacher: nn.Module | None = None,
+                student: nn.Module | None = None, splits: tuple | None = None
+                ) -> dict[str, Any]:
+    """Distil as ``cfg`` says; returns the run's summary. ``teacher``, ``student`` (built
+    modules) and ``splits`` ((train, validation or None, test) ``ImageData``) stand in for
+    the ones the config names: the Python API passes a user's own this way."""
     from edgedistill.models import student_name, summarize
 
-    provenance = teacher_provenance(cfg.teacher.source)
+    provenance = teacher_provenance(cfg.teacher.source if teacher is None else teacher)
     require_finished(provenance, cfg.teacher.allow_unfinished)
     run_dir = api.check_run_dir(out, resume)  # the trainer creates it, once all is built
     api.configure_torch(cfg)
     device = resolve_device(cfg.train.device)
-    train_data, val_data, test_data = api.build_splits(cfg.data, cfg.seed)
-    teacher = api.load_model(cfg.teacher.source)
-    check_teacher_fits(teacher, train_data, cfg.teacher.source)
-    student = build_student(cfg.student, teacher, train_data.num_classes,
-                            train_data.images.shape[1])
-    draws = cfg.teacher.cache.num_draws if cfg.teacher.mode == "cache" else None
+    train_data, val_data, test_data = splits or api.build_splits(cfg.data, cfg.seed)
+    teacher = resolve_teacher(cfg, train_data, teacher)
+    check_teacher_fits(teacher, train_data, provenance["source"])
+    if student is None:
+        student = build_student(cfg.student, teacher, train_data.num_classes,
+                                train_data.image_shape[0])
+    draws = SOURCES.get(cfg.teacher.mode).pipeline_draws(cfg)
     train_pipe, test_pipe = api.build_pipelines(cfg.data, train_data, test_data, cfg.seed,
                                                 device, num_draws=draws)
     val_pipe = api.eval_pipeline(cfg.data, val_data, cfg.seed, device)
@@ -107,9 +124,11 @@ def run_distill(cfg: DistillExperiment, out: str | Path, resume: bool = False,
         callbacks += halting_callbacks(cfg, has_teacher=True)
         if progress and cfg.train.progress:
             callbacks.append(PrintProgress())
-        shape = (1, *train_data.images.shape[1:])
+        shape = (1, *train_data.image_shape)
         info = summarize(student, shape)
-        extra = {"student": student_name(student.spec), "teacher": cfg.teacher.source,
+        spec = getattr(student, "spec", None)
+        extra = {"student": student_name(spec) if spec else f"python {type(student).__name__}",
+                 "teacher": provenance["source"],
                  "teacher_acc": teacher_eval["acc"], "teacher_provenance": provenance,
                  "student_params": info["params"],
                  "student_flops": info["flops"], "teacher_mode": cfg.teacher.mode,

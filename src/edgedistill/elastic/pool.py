@@ -80,8 +80,13 @@ class TeacherPool:
         import ray
 
         self._ray = ray
-        local = not source.startswith("zoo:") and Path(source).exists()
-        self.source = str(Path(source).resolve()) if local else source  # workers' cwd differs
+        if isinstance(source, str):
+            local = not source.startswith("zoo:") and Path(source).exists()
+            self.source = str(Path(source).resolve()) if local else source  # workers' cwd differs
+        else:  # a model config: its factory file and weights, made absolute the same way
+            from edgedistill.models.foreign import absolute_paths
+
+            self.source = absolute_paths(source)
         self.layers = list(layers)
         self.inputs = inputs
         self.calibration = calibration

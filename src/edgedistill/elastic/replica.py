@@ -160,6 +160,11 @@ class ReplicaWorker:
         try:
             model = api.load_model(self.source)
         except Exception as err:
+            if not isinstance(self.source, str):  # a model config: {factory: ...} etc.
+                raise UsageError(f"{where} cannot build teacher {api.describe_source(self.source)}"
+                                 f": {err}. The factory (and its weights file) must be "
+                                 "importable on every node: install its package there or put "
+                                 "the .py file and weights on a shared filesystem") from None
             raise UsageError(f"{where} cannot load teacher {self.source!r}: {err}. On a "
                              "cluster the teacher must exist on every node: use zoo:NAME or "
                              "a path on a shared filesystem") from None
@@ -175,6 +180,8 @@ class ReplicaWorker:
         tic = time.perf_counter()
         with torch.inference_mode():
             logits, feats = self.backend(prepare_images(request, self.inputs))
+            if request.layers is not None:  # a shared replica hooks every student's layers
+                feats = {p: feats[p] for p in request.layers}
             reply = encode(request.key, logits, feats, request.top_k, request.precision)
         reply.compute_s = time.perf_counter() - tic
         reply.replica = self.replica_id

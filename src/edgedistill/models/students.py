@@ -71,16 +71,24 @@ def _narrower(spec: dict, width: float) -> dict:
         raise UsageError(_unsupported(spec["name"], "narrower"))
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width < 1:
         raise UsageError(f"a narrower student needs a width multiplier in (0, 1), got {width!r}")
+    if hasattr(family, "narrow"):  # e.g. DenseNet: an integer growth rate
+        return family.narrow(spec, width)
     current = resolved_options(spec)[family.width_key]
     return {**spec, family.width_key: round(current * width, 6)}
 
 
 def _unsupported(name: str, mode: str) -> str:
+    if family_of(name).name == "factory":
+        return (f"no {mode} student can be derived from factory model {name!r}: its structure "
+                "(blocks, widths) is unknown to edgedistill; give the student as student.name "
+                "or student.factory instead")
     ok = []
     for family_name, names in families().items():
         family = family_of(names[0])
         if family.can_change_depth if mode == "shallower" else family.width_key is not None:
             ok.append(f"{family_name} ({', '.join(names)})")
+    ok.append("torchvision:mobilenet_v2, torchvision:densenetNNN"
+              + (", torchvision:resnetNN" if mode == "shallower" else ""))
     return (
         f"{mode} students cannot be derived from {name!r} ({family_of(name).name} family); "
         f"{mode} works for: {'; '.join(ok)}"

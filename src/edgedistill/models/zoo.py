@@ -69,6 +69,10 @@ def register_model(name: str, family: Family, description: str | None = None) ->
 
 
 def family_of(name: str) -> Family:
+    if ":" in name:  # torchvision:/timm: names and factories (models/foreign.py)
+        from edgedistill.models import foreign
+
+        return foreign.family(name)
     MODELS.get(name)
     return _FAMILIES.get(name) or Family()
 
@@ -83,6 +87,11 @@ def families() -> dict[str, list[str]]:
 
 def model_options(name: str) -> dict[str, Any]:
     """The options a model takes beyond num_classes/in_channels, with their defaults."""
+    if ":" in name:
+        from edgedistill.models import foreign
+
+        fam = foreign.family(name)
+        return dict(fam.options) if hasattr(fam, "options") else foreign.factory_options(name)
     params = inspect.signature(MODELS.get(name)).parameters
     return {k: p.default for k, p in params.items() if k not in _FIXED}
 
@@ -99,6 +108,8 @@ def check_spec(spec: dict) -> None:
     """Fail early, naming the valid choices, on an unknown model name or option."""
     if "name" not in spec:
         raise UsageError(f"model spec has no 'name'; choose one of: {', '.join(MODELS.names())}")
+    if ":" in spec["name"]:  # a foreign model checks its options when it is built
+        return
     options = model_options(spec["name"])
     unknown = sorted(set(spec) - set(options) - set(_FIXED) - {"name"})
     if unknown:
@@ -113,9 +124,18 @@ def check_spec(spec: dict) -> None:
             raise UsageError(f"model {key} must be a positive integer, got {value!r}")
 
 
-def create_model(name: str, num_classes: int = 10, in_channels: int = 1, **kw: Any) -> nn.Module:
-    """Build a registered model; ``create_model(**model.spec)`` rebuilds it."""
+def create_model(name: str, num_classes: int | None = None, in_channels: int | None = None,
+                 **kw: Any) -> nn.Module:
+    """Build a registered model (10 classes, 1 channel unless given), or a foreign one
+    (``torchvision:NAME``, ``timm:NAME``, ``pkg.mod:factory``); ``create_model(**model.spec)``
+    rebuilds it."""
     kw = {k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()}
+    if ":" in name:
+        from edgedistill.models import foreign
+
+        return foreign.create(name, num_classes, in_channels, **kw)
+    num_classes = 10 if num_classes is None else num_classes
+    in_channels = 1 if in_channels is None else in_channels
     spec = {"name": name, "num_classes": num_classes, "in_channels": in_channels, **kw}
     check_spec(spec)
     model = MODELS.get(name)(num_classes=num_classes, in_channels=in_channels, **kw)

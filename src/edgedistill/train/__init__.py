@@ -1,18 +1,28 @@
-"""Training: the generic Trainer, checkpoints, schedules, callbacks, early halting."""
+"""Training: the generic Trainer, checkpoints, schedules, callbacks, early halting, run
+loggers.
 
-from edgedistill.train.callbacks import Callback, PrintProgress
-from edgedistill.train.checkpoint import (
-                                          load_checkpoint,
-                                          load_weights,
-                                          save_checkpoint,
-                                          save_weights,
-)
-from edgedistill.train.device import autocast, resolve_device
-from edgedistill.train.halting import HaltingCallback, check_rule, should_halt
-from edgedistill.train.schedule import lr_at
-from edgedistill.train.tasks import Supervised
-from edgedistill.train.trainer import Trainer, evaluate
+The names below load on first use, so validating a config (which reads the halting
+rules and loggers registered under ``train/``) does not import torch.
+"""
 
-__all__ = ["Callback", "HaltingCallback", "PrintProgress", "Supervised", "Trainer", "autocast",
-           "check_rule", "evaluate", "load_checkpoint", "load_weights", "lr_at",
-           "resolve_device", "save_checkpoint", "save_weights", "should_halt"]
+from importlib import import_module
+
+from edgedistill.callable_package import make_callable
+
+_EXPORTS = {
+    "Callback": "callbacks", "PrintProgress": "callbacks",
+    "load_checkpoint": "checkpoint", "load_weights": "checkpoint",
+    "save_checkpoint": "checkpoint", "save_weights": "checkpoint",
+    "autocast": "device", "resolve_device": "device",
+    "HaltingCallback": "halting", "check_rule": "halting", "should_halt": "halting",
+    "lr_at": "schedule", "Supervised": "tasks", "Trainer": "trainer", "evaluate": "trainer",
+}
+__all__ = sorted(_EXPORTS)
+
+make_callable(__name__, "train")  # edgedistill.train(...) is the Python API's train
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"edgedistill.train.{_EXPORTS[name]}"), name)

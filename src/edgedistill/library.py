@@ -1,0 +1,303 @@
+"""The library face: ``edgedistill.distill``, ``train``, ``evaluate``, ``export`` and
+``Distiller``, for a user's own models, datasets and training loops.
+
+These build the same validated configs the CLI reads from YAML (so a misspelt keyword
+is the same one-line error) and call the same runners (``distill/run.py``, ``api.train``),
+handing them the user's modules and data. Rules:
+
+* models: an ``nn.Module`` (trained in place), or anything a config takes: a zoo name,
+  ``zoo:NAME``, a run directory or file, ``torchvision:NAME``/``timm:NAME``, or a dict
+  ``{"factory": "pkg.mod:fn", "kwargs": {...}, "weights": PATH}``;
+* data: an edgedistill dataset name, or any map-style ``Dataset`` yielding
+  ``(image, label)`` with images uint8 or float in [0, 1], shape (C, H, W) or (H, W).
+  It is read once into memory as uint8 (the in-memory fast path; at most
+  ``MAX_DATASET_BYTES``) and normalized with the training set's per-channel mean and
+  std. ``test=None`` holds out a fixed, class-stratified tenth of ``train``;
+* ``out``: the run directory (the CLI's layout); ``None`` makes a new temporary one,
+  kept, whose path the returned summary gives as ``run_dir``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgedistill.errors import UsageError
+
+MAX_DATASET_BYTES = 4 * 1024**3  # uint8 in memory; larger sets belong on a streaming path
+HELD_OUT = 10  # test=None: 1/HELD_OUT of train becomes the test set
+
+
+def _fill(raw: dict, settings: dict[str, Any], where: str) -> dict:
+    """Sections (``train={...}``) merged into ``raw``; dotted keys (``"train.epochs"``) set."""
+    for key, value in settings.items():
+        parts = key.split(".")
+        node = raw
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise UsageError(f"{where}: {key!r}: {part!r} is not a section")
+            node = child
+        last = parts[-1]
+        if isinstance(value, dict) and isinstance(node.get(last), dict):
+            node[last] = _fill(dict(node[last]), value, where)
+        else:
+            node[last] = value
+    return raw
+
+
+def loss_list(losses: Any) -> list[dict]:
+    """``["ce", ("kd", 0.9), {"name": "at", ...}]`` as LossConfig mappings."""
+    out = []
+    for item in losses:
+        if isinstance(item, str):
+            out.append({"name": item})
+        elif isinstance(item, tuple) and len(item) == 2:
+            out.append({"name": item[0], "weight": item[1]})
+        elif isinstance(item, dict):
+            out.append(dict(item))
+        else:
+            raise UsageError(f"losses: {item!r} is not a name, (name, weight) or a mapping; "
+                             "e.g. [\"ce\", (\"kd\", 0.9), {\"name\": \"at\", \"weight\": 1000}]")
+    return out
+
+
+def _model_entry(model: Any, what: str) -> dict:
+    if isinstance(model, nn.Module):
+        return {"name": f"python:{type(model).__name__}"}
+    if isinstance(model, dict):
+        return dict(model)
+    if isinstance(model, (str, Path)):
+        return {"name": str(model)}
+    raise UsageError(f"{what} must be an nn.Module, a model name or a mapping "
+                     f"({{'factory': 'pkg.mod:fn'}}), got {type(model).__name__}")
+
+
+def _teacher_source(teacher: Any) -> Any:
+    if isinstance(teacher, nn.Module):
+        return f"python:{type(teacher).__name__}"
+    if isinstance(teacher, (str, Path)):
+        name = str(teacher)
+        foreign = ":" in name and not name.startswith("zoo:") and not Path(name).exists()
+        return {"name": name} if foreign else name
+    if isinstance(teacher, dict):
+        return dict(teacher)
+    raise UsageError(f"teacher must be an nn.Module, a source (zoo:NAME, run dir, file) or a "
+                     f"mapping ({{'factory': 'pkg.mod:fn', 'weights': PATH}}), got "
+                     f"{type(teacher).__name__}")
+
+
+def _data_section(train: Any, test: Any, batch_size: int) -> dict:
+    if isinstance(train, str):
+        if test is not None and test != train:
+            raise UsageError("with a dataset name for train, leave test=None (its own test "
+                             "split is used)")
+        return {"dataset": train, "batch_size": batch_size}
+    return {"dataset": "python", "batch_size": batch_size}
+
+
+def _config(schema, raw: dict, settings: dict, where: str):
+    from edgedistill.config import validate
+
+    return validate(_fill(raw, settings, where), schema, where)
+
+
+def _splits(cfg, train: Any, test: Any):
+    """(train, validation or None, test) ImageData for the runners, or None to let them
+    load ``cfg.data.dataset`` themselves."""
+    from edgedistill.data.torch_dataset import from_dataset
+
+    if isinstance(train, str):
+        return None
+    train_data = from_dataset(train, "train", limit=MAX_DATASET_BYTES)
+    if test is None:
+        train_data, test_data = train_data.split_off(max(1, len(train_data) // HELD_OUT), 0)
+        test_data.split = "test"
+    else:
+        test_data = from_dataset(test, "test", like=train_data, limit=MAX_DATASET_BYTES)
+    val_data = None
+    if cfg.data.val_split is not None:
+        train_data, val_data = train_data.split_off(cfg.data.val_split, 0)
+    if cfg.data.limit_train is not None:
+        train_data = train_data.subset(cfg.data.limit_train, cfg.seed)
+    if cfg.data.limit_test is not None:
+        test_data = test_data.subset(cfg.data.limit_test, 0)
+    return train_data, val_data, test_data
+
+
+def _run_dir(out: str | Path | None) -> Path:
+    return Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="edgedistill-run-"))
+
+
+def _remember_stats(model: nn.Module, splits) -> None:
+    """What ``evaluate``/``export`` normalize a user's own data with for this model."""
+    if splits is not None:
+        model.input_stats = {"mean": splits[0].mean, "std": splits[0].std}
+
+
+def distill(teacher: Any, student: Any, train: Any, /, test: Any = None, *,
+            losses: list | None = None, epochs: int, batch_size: int = 128,
+            out: str | Path | None = None, resume: bool = False,
+            **settings: Any) -> dict[str, Any]:
+    """Distil ``teacher`` into ``student`` on ``train``; returns the run's summary (with
+    ``run_dir``). ``settings`` are config sections (``train={"optimizer": {"lr": 0.05}}``,
+    ``seed=1``) or dotted keys (``**{"train.optimizer.lr": 0.05}``), validated like YAML;
+    the first three arguments are positional, so ``train=`` is the config section.
+    ``student`` may also be ``{"derive": "shallower"}`` and the like."""
+    from edgedistill.config import DistillExperiment
+    from edgedistill.distill.run import run_distill
+
+    raw: dict[str, Any] = {
+        "teacher": {"source": _teacher_source(teacher)},
+        "student": _model_entry(student, "student"),
+        "train": {"epochs": epochs},
+        "data": _data_section(train, test, batch_size),
+    }
+    if losses is not None:
+        raw["losses"] = loss_list(losses)
+    cfg = _config(DistillExperiment, raw, settings, "edgedistill.distill()")
+    splits = _splits(cfg, train, test)
+    module = student if isinstance(student, nn.Module) else None
+    run_dir = _run_dir(out)
+    summary = run_distill(cfg, run_dir, resume=resume,
+                          teacher=teacher if isinstance(teacher, nn.Module) else None,
+                          student=module, splits=splits)
+    if module is not None:
+        _remember_stats(module, splits)
+    return {**summary, "run_dir": str(run_dir)}
+
+
+def train(model: Any, train: Any, /, test: Any = None, *, epochs: int, batch_size: int = 128,
+          out: str | Path | None = None, resume: bool = False,
+          **settings: Any) -> dict[str, Any]:
+    """Train ``model`` with labels only (no teacher); arguments as for ``distill``."""
+    from edgedistill import api
+    from edgedistill.config import TrainExperiment
+
+    raw = {"model": _model_entry(model, "model"), "train": {"epochs": epochs},
+           "data": _data_section(train, test, batch_size)}
+    cfg = _config(TrainExperiment, raw, settings, "edgedistill.train()")
+    splits = _splits(cfg, train, test)
+    module = model if isinstance(model, nn.Module) else None
+    run_dir = _run_dir(out)
+    summary = api.train(cfg, run_dir, resume=resume, model=module, splits=splits)
+    if module is not None:
+        _remember_stats(module, splits)
+    return {**summary, "run_dir": str(run_dir)}
+
+
+def _eval_data(model: nn.Module, data: Any):
+    from edgedistill import api
+    from edgedistill.config import DataConfig
+    from edgedistill.data.torch_dataset import from_dataset
+
+    if isinstance(data, str):
+        cfg = DataConfig(dataset=data)
+        return api.build_splits(cfg, 0)[2]
+    stats = getattr(model, "input_stats", None)
+    return from_dataset(data, "test", stats=stats, limit=MAX_DATASET_BYTES)
+
+
+def evaluate(model: Any, data: Any, *, batch_size: int = 512) -> dict[str, Any]:
+    """Accuracy and mean cross-entropy of ``model`` (a module or a source) on ``data`` (a
+    dataset name: its test split; or a ``Dataset``, normalized with the statistics the
+    model was trained with when it came from ``distill``/``train``, else its own)."""
+    from edgedistill import api
+    from edgedistill.data import BatchPipeline
+    from edgedistill.train.trainer import evaluate as run_eval
+
+    module = api.load_model(model)
+    test = _eval_data(module, data)
+    device = next(module.parameters()).device
+    pipe = BatchPipeline(test, batch_size, train=False, device=device)
+    result = run_eval(module, pipe, device, amp=False)
+    return {"acc": result["acc"], "loss": result["loss"], "images": len(test)}
+
+
+def export(model_or_run: Any, *, int8: bool = False, data: Any = None,
+           out: str | Path | None = None) -> dict[str, Any]:
+    """ONNX (and with ``int8`` a statically quantized ONNX) of a run or a model. A run
+    directory of a named dataset exports as ``edgedistill export`` does, into
+    ``RUN/export``. A module (or a run trained on a Python ``Dataset``) needs ``data``:
+    its first image fixes the input shape, and int8 calibrates on up to 256 of them."""
+    from edgedistill import api
+    from edgedistill.export.onnx import export_onnx, quantize_int8
+
+    if data is None and not isinstance(model_or_run, nn.Module):
+        from edgedistill.export.onnx import export_run
+
+        return export_run(model_or_run, int8=int8)
+    if data is None:
+        raise UsageError("export(module) needs data=: a Dataset or dataset name whose images "
+                         "fix the input shape (and calibrate int8)")
+    module = api.load_model(model_or_run).cpu()
+    images = _eval_data(module, data)
+    run = api.run_dir_of(model_or_run) if not isinstance(model_or_run, nn.Module) else None
+    folder = Path(out) if out is not None else (run / "export" if run else
+                                                 Path(tempfile.mkdtemp(prefix="edgedistill-")))
+    shape = (1, *images.image_shape)
+    result: dict[str, Any] = {"onnx": str(export_onnx(module, shape, folder / "model.onnx"))}
+    if int8:
+        from edgedistill.data import BatchPipeline
+
+        pipe = BatchPipeline(images, min(256, len(images)), train=False)
+        calib = next(iter(pipe.epoch(0))).images.numpy()
+        result["int8_onnx"] = str(quantize_int8(folder / "model.onnx", folder / "model.int8.onnx",
+                                                calib))
+    return result
+
+
+class Distiller(nn.Module):
+    """A student, its trainable adaptors and loss terms against a frozen teacher, for a
+    training loop of your own: ``out, terms = distiller(images, labels)`` gives the
+    student's logits and a dict of weighted loss tensors (sum them and backpropagate).
+
+    Adaptors (hint regressors, projection heads) are shaped by one forward pass: give
+    ``example`` (a batch of images) to build them here, else the first call builds them,
+    so make the optimizer after it (``distiller.parameters()`` includes them)."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, losses: list | None = None,
+                 *, example: torch.Tensor | None = None, amp: bool = False):
+        from edgedistill.config import DistillExperiment, LossConfig, validate
+        from edgedistill.distill.distiller import Distiller as Core
+        from edgedistill.distill.sources import OnlineSource
+
+        if losses is None:
+            configs = DistillExperiment.model_fields["losses"].default
+        else:
+            configs = [validate(item, LossConfig, f"losses[{i}]")
+                       for i, item in enumerate(loss_list(losses))]
+        param = next(student.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        super().__init__()
+        self.core = Core(student, teacher, OnlineSource(teacher, device, amp), configs)
+        if example is not None:
+            self._setup(example, torch.zeros(len(example), dtype=torch.long, device=device))
+
+    @property
+    def student(self) -> nn.Module:
+        return self.core.student
+
+    def _batch(self, images: torch.Tensor, labels: torch.Tensor, indices, epoch: int):
+        from edgedistill.data.pipeline import Batch
+
+        if indices is None:
+            indices = torch.arange(len(labels), device=labels.device)
+        return Batch(images=images, raw=images, labels=labels, indices=indices, epoch=epoch,
+                     step=0, draw=0)
+
+    def _setup(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.core.setup(None, self._batch(images, labels, None, 0))
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor,
+                indices: torch.Tensor | None = None, epoch: int = 0
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``indices`` (the samples' dataset positions) matter only to losses that keep
+        a memory per sample (CRD); ``epoch`` only to losses with a warm-up."""
+        if not self.core._built:
+            self._setup(images, labels)
+        return self.core(self._batch(images, labels, indices, epoch))
