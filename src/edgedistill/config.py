@@ -273,9 +273,6 @@ class ReplicaSpec(Strict):
         if self.backend != "torch" and self.num_gpus > 0:
             raise ValueError(f"backend {self.backend} runs on CPU only; use backend torch "
                              "for a GPU replica")
-        bad = [k for k, v in self.resources.items() if not 0 <= v < float("inf")]
-        if bad:
-            raise ValueError(f"resources {bad}: amounts must be finite and >= 0")
         return self
 
     @property

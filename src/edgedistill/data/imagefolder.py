@@ -53,11 +53,8 @@ def load_split(split_dir: Path, classes: list[str], size: int):
     return images, np.asarray(labels, dtype=np.int64)
 
 
-@DATASETS.register("imagefolder")
-def load_imagefolder(root=None, seed=0, image_size: int = 64):
-    """Folders of images per class (root/train, root/val or root/test), resized once to RGB."""
-    if image_size < 1:
-        raise UsageError(f"image_size must be >= 1, got {image_size}")
+def locate(root) -> tuple[Path, Path, list[str]]:
+    """(the folder, its test split, its class names), or the error that says where we looked."""
     folder, searched = find_dir(root, ("",), lambda d: (d / "train").is_dir())
     if folder is None:
         raise missing("an image folder (train/<class>/*.png|jpg)", searched,
@@ -67,6 +64,15 @@ def load_imagefolder(root=None, seed=0, image_size: int = 64):
         raise missing("a test split (val/ or test/)", [folder / d for d in TEST_DIRS],
                       "put held-out images in <folder>/val/<class>/")
     classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
+    return folder, test_dir, classes
+
+
+@DATASETS.register("imagefolder")
+def load_imagefolder(root=None, seed=0, image_size: int = 64):
+    """Folders of images per class (root/train, root/val or root/test), resized once to RGB."""
+    if image_size < 1:
+        raise UsageError(f"image_size must be >= 1, got {image_size}")
+    folder, test_dir, classes = locate(root)
     return make_splits(
         f"imagefolder:{folder.name}", classes,
         load_split(folder / "train", classes, image_size),

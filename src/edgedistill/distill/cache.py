@@ -30,7 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgedistill.distill.sources import SOURCES, TeacherOutputs, TeacherRunner, TeacherSource
+from edgedistill.config import CacheConfig
+from edgedistill.distill.online import TeacherRunner
+from edgedistill.distill.sources import SOURCES, TeacherOutputs, TeacherSource
 from edgedistill.errors import UsageError
 
 FORMAT_VERSION = 1
@@ -45,9 +47,13 @@ def fingerprint(teacher: nn.Module, train_pipe, layers: list[str], num_draws: in
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     data = train_pipe.data
     h.update(data.name.encode())
-    h.update(data.images.numpy().tobytes())
-    h.update(data.labels.numpy().tobytes())
-    aug = train_pipe.augment
+    if getattr(train_pipe, "streaming", False):  # files, recipe and decoder, not pixels
+        h.update(train_pipe.content_key().encode())
+    else:
+        h.update(data.images.numpy().tobytes())
+        h.update(data.labels.numpy().tobytes())
+    aug = getattr(train_pipe, "augment", None) if not getattr(train_pipe, "streaming",
+                                                              False) else None
     desc = {"seed": train_pipe.seed, "augment": [aug.crop_pad, aug.hflip] if aug else None,
             "draws": num_draws, "layers": layers, "top_k": top_k, "v": FORMAT_VERSION,
             "mean": data.mean, "std": data.std}
@@ -84,7 +90,7 @@ def dense_from_topk(values: torch.Tensor, indices: torch.Tensor, num_classes: in
     return dense.scatter_(1, indices, values)
 
 
-@SOURCES.register("cache")
+@SOURCES.register("cache", settings=CacheConfig)
 class CacheSource(TeacherSource):
     """Teacher outputs precomputed per (sample, draw), fp16 (or fp32: the online
     teacher's values exactly), memory-mapped from disk."""
@@ -107,6 +113,18 @@ class CacheSource(TeacherSource):
         self.log = log
         self.build_seconds = 0.0
         self.arrays: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def from_config(cls, cfg, teacher: nn.Module, device: torch.device,
+                    run_dir: Path) -> CacheSource:
+        c = cfg.teacher.cache
+        root = Path(c.dir) if c.dir else run_dir.parent / ".teacher_cache"
+        return cls(teacher, root, device, num_draws=c.num_draws, top_k=c.top_k,
+                   batch_size=c.batch_size, amp=cfg.train.amp, precision=c.precision)
+
+    @classmethod
+    def pipeline_draws(cls, cfg) -> int:
+        return cfg.teacher.cache.num_draws
 
     def attach(self, layers: list[str], train_pipe) -> None:
         super().attach(layers, train_pipe)
@@ -185,20 +203,15 @@ class CacheSource(TeacherSource):
 
     def _fill(self, runner: TeacherRunner, pipe, tmp: Path) -> int:
         """Run the teacher over every (sample, draw) into ``.npy`` files in ``tmp``."""
-        from edgedistill.data import apply_augment, normalize
+        from edgedistill.data import normalize
+        from edgedistill.data.streaming import dataset_batches
 
         data = pipe.data
         n = len(data)
         arrays: dict[str, np.ndarray] = {}
-        pad = pipe.augment.crop_pad if pipe.augment else 0
         num_classes = None
         for draw in range(self.num_draws):
-            params = pipe.draw_params(draw) if pipe.augment else None
-            for start in range(0, n, self.batch_size):
-                idx = torch.arange(start, min(start + self.batch_size, n))
-                raw = data.images[idx]
-                if params is not None:
-                    raw = apply_augment(raw, params.offsets[idx], params.flips[idx], pad)
+            for idx, raw in dataset_batches(pipe, draw, self.batch_size):
                 out = runner(normalize(raw, data.mean, data.std))
                 num_classes = out.logits.shape[1]
                 self._store(arrays, tmp, draw, idx, out, n)
