@@ -9,6 +9,10 @@ Everything a batch contains is a pure function of (seed, epoch, step), so
 Augmentation parameters are drawn for all samples at once per *draw*; with
 ``num_draws`` the draws cycle, so each sample is only ever seen in ``num_draws``
 augmented versions and teacher outputs for (index, draw) can be cached and reused.
+
+Under data-parallel training each of N ranks holds a pipeline that yields only its
+slice of the global batch (``shard``): slice r of batch (seed, epoch, step) is the r-th
+of N contiguous pieces, so the N ranks together see exactly the batches of one process.
 """
 
 from __future__ import annotations
@@ -114,7 +118,8 @@ class BatchPipeline:
 
     def __init__(self, data: ImageData, batch_size: int, *, train: bool, seed: int = 0,
                  augment: AugmentSpec | None = None, drop_last: bool | None = None,
-                 device: str | torch.device = "cpu", num_draws: int | None = None):
+                 device: str | torch.device = "cpu", num_draws: int | None = None,
+                 shard: tuple[int, int] | None = None):
         if batch_size < 1:
             raise UsageError(f"batch_size must be >= 1, got {batch_size}")
         if seed < 0:
@@ -139,6 +144,31 @@ class BatchPipeline:
         self._std = torch.tensor(data.std, dtype=torch.float32, device=self.device)
         self._order: tuple[int, torch.Tensor] | None = None
         self._draw: tuple[int, AugDraw, AugDraw] | None = None
+        self.rank, self.world_size = 0, 1
+        if shard is None:
+            from edgedistill.train.distributed import world
+
+            shard = (world().rank, world().size)
+        self.shard(*shard)
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Yield slice ``rank`` of ``world_size`` of every batch (a data-parallel rank's
+        share). Training batches must split evenly: DDP averages the ranks' gradients with
+        equal weights, which equals the one-process gradient only for equal slices."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
+        if self.train and self.batch_size % world_size:
+            raise UsageError(f"data.batch_size {self.batch_size} does not split into "
+                             f"{world_size} equal slices (one per rank); make it a multiple "
+                             f"of {world_size}")
+        self.rank, self.world_size = rank, world_size
+
+    def shard_of(self, indices: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous piece of a global batch's indices (all of them with one
+        rank); eval batches that do not split evenly give the first ranks one more."""
+        if self.world_size == 1:
+            return indices
+        return indices.tensor_split(self.world_size)[self.rank].clone()
 
     def __len__(self) -> int:
         n = len(self.data)
@@ -177,11 +207,12 @@ class BatchPipeline:
         return t.to(self.device)
 
     def batch(self, epoch: int, step: int) -> Batch:
-        """Batch ``step`` of epoch ``epoch``; the same arguments always give the same batch."""
+        """Batch ``step`` of epoch ``epoch`` (this rank's slice of it); the same arguments
+        always give the same batch."""
         if not 0 <= step < len(self):
             raise IndexError(f"step {step} outside 0..{len(self) - 1}")
         start = step * self.batch_size
-        cpu_indices = self.order(epoch)[start:start + self.batch_size].clone()
+        cpu_indices = self.shard_of(self.order(epoch)[start:start + self.batch_size].clone())
         raw = self._to_device(self.data.images.index_select(0, cpu_indices))
         labels = self._to_device(self.data.labels.index_select(0, cpu_indices))
         indices = self._to_device(cpu_indices)

@@ -5,10 +5,17 @@ requests for the next batches can be built before the student asks for them, fro
 sample indices and the augmentation draw alone (no augmentation, no normalization
 here). The plan keeps its own CPU copy of the pipeline's order and draws, so looking
 ahead into the next epoch never evicts what the student's pipeline is using.
+
+With a streaming pipeline there is no uint8 array to index: the request carries the
+student's augmented uint8 images themselves, decoded and transformed here by the
+pipeline's own code (so bit-identical to the student's batch, GPU decoding included)
+with no draw to apply. That costs one more decode per sample in the student's process;
+the replicas need no access to the dataset.
 """
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -23,7 +30,8 @@ class BatchPlan:
         from edgedistill.data import BatchPipeline
 
         self.pipe = pipe
-        self.shadow = BatchPipeline(pipe.data, pipe.batch_size, train=pipe.train, seed=pipe.seed,
+        self.streaming = getattr(pipe, "streaming", False)
+        self.shadow = copy.copy(pipe) if self.streaming else BatchPipeline(pipe.data, pipe.batch_size, train=pipe.train, seed=pipe.seed,
                                     augment=pipe.augment, drop_last=pipe.drop_last,
                                     device="cpu", num_draws=pipe.num_draws)
         self.steps = len(pipe)
@@ -33,8 +41,8 @@ class BatchPlan:
     @property
     def inputs(self) -> InputSpec:
         data = self.pipe.data
-        pad = self.pipe.augment.crop_pad if self.pipe.augment else 0
-        return InputSpec(tuple(data.images.shape[1:]), tuple(data.mean), tuple(data.std), pad)
+        pad = self.pipe.augment.crop_pad if self.pipe.augment and not self.streaming else 0
+        return InputSpec(tuple(data.image_shape), tuple(data.mean), tuple(data.std), pad)
 
     def next(self, key: Key) -> Key:
         epoch, step = key
@@ -52,7 +60,15 @@ class BatchPlan:
             self._orders = {e: o for e, o in self._orders.items() if e == epoch - 1}
             self._orders[epoch] = self.shadow.order(epoch).clone()
         start = step * self.pipe.batch_size
-        return self._orders[epoch][start:start + self.pipe.batch_size]
+        return self.shadow.shard_of(self._orders[epoch][start:start + self.pipe.batch_size])
+
+    def holds(self, key: Key, indices: torch.Tensor) -> bool:
+        """Whether a batch with these sample indices is batch ``key`` (in order; a
+        streaming batch may lack the corrupt files its pipeline skips)."""
+        planned = self.indices(key)
+        if not self.streaming or len(indices) == len(planned):
+            return torch.equal(planned, indices)
+        return torch.equal(planned[torch.isin(planned, indices)], indices)
 
     def _draw(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         draw = self.shadow.draw_for_epoch(epoch)
@@ -76,6 +92,9 @@ class BatchPlan:
 
     def _request(self, key: Key, idx: torch.Tensor, top_k: int | None, epoch: int | None = None
                  ) -> Request:
+        if self.streaming:
+            draw = self.shadow.sample_draw(key[0] if epoch is None else epoch)
+            return Request(key, self.shadow.raw(idx, draw)[0].cpu().numpy(), top_k=top_k)
         images = self.pipe.data.images.index_select(0, idx).numpy()
         if self.pipe.augment is None:
             return Request(key, images, top_k=top_k)

@@ -16,6 +16,10 @@ the CLI), and weights are checked finite before anything is written, so the last
 checkpoint is never replaced by a poisoned state. A resumed run repairs a
 ``metrics.jsonl`` whose last line a kill tore mid-write: that epoch is recomputed from
 the checkpoint anyway.
+
+As one rank of a data-parallel job (``--nproc N`` or torchrun), the rank-specific part
+lives in ``distributed.DataParallel`` (``self.parallel``): DDP wraps the task, epoch
+sums are reduced, halting follows rank 0, and only rank 0 writes the run directory.
 """
 
 from __future__ import annotations
@@ -36,11 +40,11 @@ from edgedistill.train.callbacks import Callback
 from edgedistill.train.checkpoint import (
     atomic_write,
     check_fits,
-    load_checkpoint,
     save_checkpoint,
     save_weights,
 )
 from edgedistill.train.device import autocast, resolve_device, to_layout
+from edgedistill.train.distributed import DataParallel, reduce_eval
 from edgedistill.train.schedule import lr_at
 
 
@@ -69,6 +73,7 @@ def evaluate(model: nn.Module, pipe, device: torch.device, amp: bool = True) -> 
         correct += (preds[-1] == batch.labels.cpu()).sum().item()
         seen += batch.labels.numel()
     model.train(was_training)
+    correct, loss_sum, seen, preds = reduce_eval(pipe, correct, loss_sum, seen, preds)
     return {"acc": correct / max(seen, 1), "loss": loss_sum / max(seen, 1),
             "preds": torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)}
 
@@ -117,11 +122,15 @@ class Trainer:
         self.steps_per_epoch = len(train_pipe)
         self.total_steps = self.epochs * self.steps_per_epoch
         to_layout(self.task, self.device, cfg.train.memory_format)
+        self.parallel = DataParallel(self)
+        if self.parallel.main:  # loggers write the run directory: rank 0's job
+            from edgedistill.train.loggers import run_loggers
+
+            self.callbacks += run_loggers(getattr(cfg, "loggers", []))
         params = [p for p in task.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(params, cfg.train)
         self.records: list[dict[str, Any]] = []
         self.halted: dict[str, Any] | None = None
-        self.annealing: dict[str, Any] | None = None
         self._fresh_accum()
         self.epoch, self.step, self.global_step = 0, 0, 0
         self.wall, self.images_seen, self.best_acc, self.best_epoch = 0.0, 0, -1.0, -1
@@ -130,10 +139,6 @@ class Trainer:
     @property
     def ckpt_path(self) -> Path:
         return self.run_dir / "checkpoints" / "last.pt"
-
-    @property
-    def halt_ckpt_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "halt.pt"
 
     def _fresh_accum(self) -> None:
         self.accum = {"loss_sums": {}, "correct": 0, "seen": 0, "epoch_seconds": 0.0}
@@ -148,7 +153,8 @@ class Trainer:
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "accum": self.accum, "wall": self.wall, "images_seen": self.images_seen,
             "best_acc": self.best_acc, "best_epoch": self.best_epoch,
-            "annealing": json.dumps(self.annealing), "halted": json.dumps(self.halted),
+            "halted": json.dumps(self.halted),
+            **{k: v for cb in self.callbacks for k, v in cb.state_dict().items()},
             "spec": json.dumps(self.eval_spec()),
         }
 
@@ -163,18 +169,17 @@ class Trainer:
         self.accum = state["accum"]
         self.wall, self.images_seen = state["wall"], state["images_seen"]
         self.best_acc, self.best_epoch = state["best_acc"], state["best_epoch"]
-        self.annealing = json.loads(state.get("annealing", "null"))
         self.halted = json.loads(state.get("halted", "null"))
-        pending = json.loads(state.get("pending_halt", "null"))
-        if pending and self.cfg.halting:
-            # a branch from halt.pt: this run's own anneal setting decides what follows
-            self._halt(pending["reasons"], pending["record"])
+        for cb in self.callbacks:
+            cb.load_state_dict(self, state)
 
     def eval_spec(self) -> dict:
         return getattr(self.task.eval_model, "spec", {})
 
     def save(self) -> None:
-        save_checkpoint(self.ckpt_path, self.state())
+        state = self.parallel.checkpoint_state(self)
+        if state is not None:
+            save_checkpoint(self.ckpt_path, state)
         self.saved_at = (self.epoch, self.step)
 
     # ---- divergence ----
@@ -217,7 +222,6 @@ class Trainer:
     # ---- run dir ----
     def _prepare_run_dir(self, resume: bool) -> None:
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "plots").mkdir(exist_ok=True)
         (self.run_dir / "config.yaml").write_text(dump_config(self.cfg))
         metrics = self.run_dir / "metrics.jsonl"
         if resume and metrics.exists():
@@ -229,54 +233,36 @@ class Trainer:
 
     def _lr(self) -> float:
         cfg = self.cfg.train
-        if self.annealing is None:
-            return lr_at(self.global_step, self.total_steps, self.steps_per_epoch,
-                         cfg.optimizer.lr, cfg.schedule)
-        # after a halt with anneal: cosine from the learning rate at the halt to the floor
-        a = self.annealing
-        floor = cfg.optimizer.lr * cfg.schedule.min_lr_ratio
-        t = min((self.global_step - a["start_step"]) / max(a["steps"], 1), 1.0)
-        return floor + (a["lr0"] - floor) * 0.5 * (1 + math.cos(math.pi * t))
+        lr = lr_at(self.global_step, self.total_steps, self.steps_per_epoch, cfg.optimizer.lr,
+                   cfg.schedule)
+        for cb in self.callbacks:  # e.g. the anneal after a halt
+            lr = cb.adjust_lr(self, lr)
+        return lr
 
-    def _halt(self, reasons: list[str], record: dict[str, Any]) -> None:
-        """Stop now, or start the anneal the config asks for and stop at its end."""
-        metrics = {k: v for k, v in record.items() if not k.startswith("loss/")}
-        if self.annealing is not None:
-            if self.epoch >= self.annealing["end_epoch"]:
-                self.halted = {**self.annealing["halt"], "annealed_epochs":
-                               self.annealing["end_epoch"] - self.annealing["halt"]["epoch"] - 1,
-                               "metrics_after_anneal": metrics}
-            return
-        if not reasons:
-            return
-        halt = {"reason": "; ".join(reasons), "epoch": record["epoch"], "metrics": metrics}
-        anneal = min(self.cfg.halting_anneal_epochs, self.epochs - self.epoch)
-        if anneal <= 0:
-            self.halted = halt
-            return
-        self.annealing = {"halt": halt, "start_step": self.global_step,
-                          "steps": anneal * self.steps_per_epoch, "lr0": record["lr"],
-                          "end_epoch": self.epoch + anneal}
+    def stop(self, info: dict[str, Any]) -> None:
+        """End training after this epoch; ``info`` (why, when) is the summary's ``halted``."""
+        self.halted = info
 
     # ---- loop ----
     def fit(self, resume: bool = False) -> dict[str, Any]:
-        if resume and self.ckpt_path.exists():
-            state = load_checkpoint(self.ckpt_path)
+        state = self.parallel.resume_state(self.ckpt_path) if resume else None
+        if state is not None:
             check_fits(self.task, state, self.ckpt_path)
             self.load_state(state)
             self.saved_at = (self.epoch, self.step)
         else:
             torch.manual_seed(self.cfg.seed)
-        self._prepare_run_dir(resume)
+        if self.parallel.main:
+            self._prepare_run_dir(resume)
         for cb in self.callbacks:
             cb.on_train_start(self)
         try:
             while self.epoch < self.epochs and self.halted is None:
                 self._train_epoch()
+            return self._finish()
         finally:
             for cb in self.callbacks:
-                getattr(cb, "close", lambda: None)()
-        return self._finish()
+                cb.close()
 
     def _train_epoch(self) -> None:
         cfg = self.cfg.train
@@ -287,7 +273,7 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             with autocast(self.device, cfg.amp):
-                logits, losses = self.task(batch)
+                logits, losses = self.parallel.model(batch)
             total = sum(losses.values())
             self.optimizer.zero_grad(set_to_none=True)
             if total.requires_grad:  # every term can be inactive (staged FitNets)
@@ -325,6 +311,8 @@ class Trainer:
         train_seconds = self.accum["epoch_seconds"] + time.perf_counter() - tic
         self.wall += time.perf_counter() - tic
         self._check_weights(lr)
+        self.parallel.sync_buffers(self.task)
+        self.parallel.reduce_accum(self)
         result = evaluate(self.task.eval_model, self.test_pipe, self.device, self.cfg.train.amp)
         self.last_eval_preds = result["preds"]
         val = {}
@@ -345,30 +333,22 @@ class Trainer:
         record.update(getattr(self.task, "epoch_stats", lambda: {})())
         if result["acc"] > self.best_acc:
             self.best_acc, self.best_epoch = result["acc"], self.epoch
-        reasons = []
         for cb in self.callbacks:
-            reason = cb.on_epoch_end(self, record)
-            if reason:
-                reasons.append(reason)
+            cb.on_epoch_end(self, record)
         self.records.append(record)
-        with open(self.run_dir / "metrics.jsonl", "a") as fh:
-            fh.write(json.dumps(record) + "\n")
         self.epoch += 1
         self.step = 0
         self._fresh_accum()
-        if reasons and self.annealing is None:
-            save_checkpoint(self.halt_ckpt_path, {
-                **self.state(), "pending_halt": json.dumps({"reasons": reasons, "record": record})})
-        self._halt(reasons, record)
-        save_weights(self.run_dir / "model.safetensors", self.task.eval_model.state_dict(),
-                     self.eval_spec())
+        for cb in self.callbacks:
+            cb.on_epoch_done(self, record)
+        if self.parallel.main:
+            save_weights(self.run_dir / "model.safetensors", self.task.eval_model.state_dict(),
+                         self.eval_spec())
         self.save()
-        if self.cfg.train.keep_epoch_checkpoints:
+        if self.cfg.train.keep_epoch_checkpoints and self.parallel.main:
             shutil.copyfile(self.ckpt_path, epoch_checkpoint(self.run_dir, self.epoch - 1))
 
     def _finish(self) -> dict[str, Any]:
-        from edgedistill.report.plots import plot_training_curves
-
         last = self.records[-1] if self.records else {}
         summary = {
             "name": self.cfg.name, "spec": self.eval_spec(), "device": str(self.device),
@@ -377,9 +357,12 @@ class Trainer:
             **({"final_val_acc": last["val_acc"]} if "val_acc" in last else {}),
             "best_epoch": self.best_epoch, "wall_seconds": self.wall,
             "images_seen": self.images_seen, "halted": self.halted,
+            **self.parallel.describe(),
         }
         summary.update(self.summary_extra)
+        if not self.parallel.main:
+            return summary
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        if self.records:
-            plot_training_curves(self.records, self.run_dir / "plots")
+        for cb in self.callbacks:
+            cb.on_train_end(self, summary)
         return summary

@@ -1,0 +1,73 @@
+"""``--nproc N``: the same ``edgedistill`` command as N ranks on this machine.
+
+The ranks are started by torch's own launcher (``torch.distributed.run``, i.e. torchrun,
+standalone rendezvous on a free local port, no restarts), so a job started here and one
+a user starts with ``torchrun --nnodes ... -m edgedistill ...`` run the same code. When a
+rank fails or is killed, torchrun's agent (polling every ``MONITOR_S``) stops the others;
+this turns its report into one line that names the rank and says how to continue.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+
+from edgedistill.errors import UsageError
+
+MONITOR_S = 0.5
+
+
+class RankFailed(UsageError):
+    """A rank of a data-parallel job failed; the job was stopped."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+def without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` minus ``--nproc N`` / ``--nproc=N`` (the ranks run the command itself)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def launch(nproc: int, argv: list[str], run_dir: Path) -> None:
+    """Run ``edgedistill ARGV`` as ``nproc`` ranks and wait; raise ``RankFailed`` naming
+    the rank that failed first (a signal before an exit status)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    args = get_args_parser().parse_args([
+        "--standalone", f"--nproc-per-node={nproc}", "--max-restarts=0",
+        f"--monitor-interval={MONITOR_S}", "-m", "edgedistill.cli", *argv])
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)
+    try:
+        run(args)
+    except ChildFailedError as err:
+        raise failure_message(err, nproc, run_dir) from None
+
+
+def failure_message(err, nproc: int, run_dir: Path) -> RankFailed:
+    rank, failure = min(err.failures.items(),
+                        key=lambda kv: (kv[1].timestamp, kv[1].exitcode >= 0, kv[0]))
+    if failure.exitcode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-failure.exitcode).name}"
+        except ValueError:
+            how = f"was killed by signal {-failure.exitcode}"
+    else:
+        how = f"exited with status {failure.exitcode}"
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    kept = (f"the last checkpoint {ckpt} is intact: continue with --resume" if ckpt.exists()
+            else "no checkpoint was written")
+    status = failure.exitcode if failure.exitcode > 0 else 1
+    return RankFailed(f"rank {rank} of {nproc} (pid {failure.pid}) {how}; the job was "
+                      f"stopped; {kept}", status)
