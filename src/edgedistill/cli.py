@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgedistill.errors import UsageError, run_cli
+from edgedistill.errors import SET_HELP, UsageError, run_cli
 
 app = typer.Typer(
     add_completion=False,
@@ -30,14 +30,20 @@ from edgedistill.split.cli import split_app  # noqa: E402
 
 app.add_typer(split_app, name="split", help="Head network distillation and split computing.")
 
-SET_HELP = "Override a config key, e.g. --set train.epochs=5 (repeatable)."
+from edgedistill.elastic.cli import teachers_app  # noqa: E402
+
+app.add_typer(teachers_app, name="teachers")
+
+NPROC_HELP = ("Train data-parallel on N ranks on this machine (torch.distributed.run; gloo on "
+              "CPU, NCCL on CUDA, one GPU per rank).")
 
 
-def _table(title: str, columns: list[str], rows: list[list]) -> None:
+def _table(title: str, columns: list[str], rows: list[list], whole: tuple[int, ...] = (0,)
+           ) -> None:
     table = Table(title=title)
     for i, col in enumerate(columns):
         # the first column holds names users type back (zoo:NAME, models): never cut them
-        table.add_column(col, no_wrap=i == 0)
+        table.add_column(col, no_wrap=i in whole)
     for row in rows:
         table.add_row(*[str(x) for x in row])
     # piped output (no terminal) is not cut to 80 columns either
@@ -46,6 +52,34 @@ def _table(title: str, columns: list[str], rows: list[list]) -> None:
 
 def _default_out(name: str) -> Path:
     return Path("runs") / name
+
+
+def _ranks(nproc: Optional[int], target: Path, resume: bool, halting_report: bool) -> bool:
+    """Start ``nproc`` ranks of this very command (True: done here), or, inside a rank,
+    quiet its stdout unless it is rank 0, so a job prints each line once."""
+    import os
+    import sys
+
+    from edgedistill.train import launch
+
+    if os.environ.get("RANK", "0") != "0":
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the rank)
+    if not nproc or nproc == 1:
+        return False
+    if "LOCAL_RANK" in os.environ:
+        raise UsageError("--nproc inside torchrun: torchrun already started the ranks; drop "
+                         "--nproc")
+    if halting_report:
+        raise UsageError("--halting-report runs one process; drop --nproc")
+    from edgedistill.api import check_run_dir
+
+    check_run_dir(target, resume)
+    try:
+        launch.launch(nproc, launch.without_nproc(sys.argv[1:]), target)
+    except launch.RankFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise typer.Exit(err.status) from None
+    return True
 
 
 def _halting_report(cfg, target: Path, resume: bool) -> None:
@@ -68,6 +102,7 @@ def train(
         help="Run to the full schedule and with halting (same seed); "
         "compare epochs, wall time, FLOPs, accuracy.",
     ),
+    nproc: Optional[int] = typer.Option(None, "--nproc", min=1, help=NPROC_HELP),
 ):
     """Train a model on a dataset (this is how teachers are made)."""
     from edgedistill import api
@@ -75,6 +110,8 @@ def train(
 
     overrides = [*set_, *([f"train.device={device}"] if device else [])]
     cfg = load_config(config, TrainExperiment, overrides)
+    if _ranks(nproc, out or _default_out(cfg.name), resume, halting_report):
+        return
     if halting_report:
         _halting_report(cfg, out or _default_out(cfg.name), resume)
         return
@@ -104,10 +141,10 @@ def distill(
         help="Run to the full schedule and with halting (same seed); "
         "compare epochs, wall time, FLOPs, accuracy.",
     ),
+    nproc: Optional[int] = typer.Option(None, "--nproc", min=1, help=NPROC_HELP),
 ):
     """Distil a student from a teacher with the config's loss terms."""
     from edgedistill.config import DistillExperiment, load_config
-    from edgedistill.distill.run import run_distill
 
     overrides = [
         *set_,
@@ -116,9 +153,13 @@ def distill(
     ]
     cfg = load_config(config, DistillExperiment, overrides)
     target = out or _default_out(cfg.name)
+    if _ranks(nproc, target, resume, halting_report):
+        return
     if halting_report:
         _halting_report(cfg, target, resume)
         return
+    from edgedistill.distill.run import run_distill  # after the config: a bad one fails fast
+
     summary = run_distill(cfg, target, resume=resume)
     console.print(
         f"student {summary['student']}: final test accuracy "
@@ -157,11 +198,19 @@ def datasets():
 
 
 @app.command()
-def losses():
-    """List every registered distillation method."""
+def losses(
+    plugin: list[str] = typer.Option(
+        [], "--plugin", help="Also load this plugin: a module (my_pkg.kd_losses) or a .py "
+        "file (repeatable); installed edgedistill.plugins entry points always load."),
+):
+    """List every registered distillation method: built-in and plugins, with their source."""
     from edgedistill.losses import LOSSES
+    from edgedistill.plugins import load_plugins, source_of
 
-    _table("losses", ["name", "description"], [[n, LOSSES.describe(n)] for n in LOSSES])
+    load_plugins(plugin)
+    LOSSES.load_all()
+    _table("losses", ["name", "description", "from"],
+           [[n, LOSSES.describe(n), source_of(LOSSES.origin(n))] for n in LOSSES], whole=(0, 2))
 
 
 @app.command()
@@ -217,21 +266,9 @@ def export(
     _table(f"export {run_dir}", ["metric", "value"], [[k, v] for k, v in result.items()])
 
 
-@app.command()
-def study(
-    config: Path,
-    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    out: Optional[Path] = typer.Option(None, help="Study folder (default runs/NAME)."),
-    resume: bool = typer.Option(False, help="Continue a study; finished cells are kept."),
-    workers: Optional[int] = typer.Option(None, help="Cells run at once (default: config)."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N"),
-):
-    """Students x transfer techniques x seeds: accuracy, convergence speed, gain over scratch."""
-    from edgedistill.study import run_study
+from edgedistill.study.cli import study  # noqa: E402  (the one study command)
 
-    overrides = [*set_, *([f"train.device={device}"] if device else [])]
-    report = run_study(config, out, resume=resume, overrides=overrides, workers=workers)
-    console.print(f"report: {report}")
+app.command()(study)
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ class Request:
     flips: np.ndarray | None = None
     top_k: int | None = None
     precision: str = "fp16"  # of the logits and features in the reply: fp16 or fp32
+    layers: list[str] | None = None  # features to return; None: all the replica hooks
 
     def __len__(self) -> int:
         return len(self.images)

@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from edgedistill.config import PoolConfig
 from edgedistill.distill.sources import SOURCES, TeacherOutputs, TeacherSource
 from edgedistill.elastic.cluster import can_place_now, free_resources
 from edgedistill.elastic.plan import BatchPlan, Ledger
@@ -34,7 +35,7 @@ POLL_S = 0.5
 WARN_EVERY_S = 30.0
 
 
-@SOURCES.register("pool")
+@SOURCES.register("pool", settings=PoolConfig)
 class PoolSource(TeacherSource):
     """Teacher answers from a pool of Ray replicas, prefetched, in order, exactly once."""
 
@@ -60,6 +61,10 @@ class PoolSource(TeacherSource):
         self._last: tuple[Key, Reply] | None = None
         self._epoch_mark = (0, 0)
 
+    @classmethod
+    def from_config(cls, cfg, teacher, device: torch.device, run_dir) -> PoolSource:
+        return cls(cfg.teacher.source, cfg.teacher.pool, device)
+
     def attach(self, layers: list[str], train_pipe) -> None:
         super().attach(layers, train_pipe)
         self.plan = BatchPlan(train_pipe)
@@ -67,6 +72,12 @@ class PoolSource(TeacherSource):
         if missing:
             raise UsageError(f"the teacher pool was built without layers {missing}; build it "
                              f"with layers={self.layers}")
+        if self.pool is None and self.cfg.service:
+            from edgedistill.elastic.attach import ServiceClient
+
+            self.scaler = None  # a service scales itself, on all its students' waits
+            self.pool = ServiceClient(self.cfg.service, self.cfg.address, self.source,
+                                      self.layers, self.plan.inputs, log=self.log)
         if self.pool is None:
             self.pool = TeacherPool(self.source, self.specs, self.layers, self.plan.inputs,
                                     self.plan.calibration(CALIBRATION_IMAGES),
@@ -80,7 +91,7 @@ class PoolSource(TeacherSource):
             self.ledger.served.append(key)
             self.ledger.repeats += 1
             return decode(self._last[1], self.device)
-        if not torch.equal(self.plan.indices(key), batch.indices.cpu()):
+        if not self.plan.holds(key, batch.indices.cpu()):
             raise RuntimeError(f"batch {key} holds other samples than the training pipeline "
                                "this source was attached to; attach it to the pipeline that "
                                "makes the batches")

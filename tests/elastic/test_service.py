@@ -1,0 +1,242 @@
+"""The teacher service on a real local Ray: students attach by name (from this process
+and from another one), share it with each batch accepted exactly once per student while
+replicas are killed, are refused for another teacher, survive a service restart
+mid-epoch, and a crashed student is forgotten without hurting the others.
+
+The module runs one private Ray (its own temp folder, 127.0.0.1 only) and one service
+that its tests share; a test that needs its own service starts and stops it itself.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+import torch
+
+from edgedistill import api
+from edgedistill.data import BatchPipeline
+from edgedistill.distill.sources import OnlineSource
+from edgedistill.elastic import BatchPlan, PoolSource
+from edgedistill.elastic.service import FairQueue, find_service, start_service, stop_service
+from edgedistill.errors import UsageError
+from edgedistill.models import create_model
+from edgedistill.train.checkpoint import save_weights
+from tests.elastic.conftest import CPU, train_pipe
+
+POOL = {"replicas": [{"backend": "torch", "num_cpus": 0.5}], "max_in_flight": 2,
+        "deadline_s": 30.0, "autoscale": None}
+STUDENT_TIMEOUT_S = 3.0
+
+
+def pipe_with_seed(data, seed: int) -> BatchPipeline:
+    train, _ = data
+    return BatchPipeline(train, 32, train=True, seed=seed, augment=train.augment)
+
+
+def serve(name: str, teacher_file, data, replicas: int = 2) -> dict:
+    plan = BatchPlan(train_pipe(data))
+    pool = {**POOL, "replicas": POOL["replicas"] * replicas}
+    return start_service(name, str(teacher_file), pool, ["layer2"], plan.inputs, None,
+                         student_timeout_s=STUDENT_TIMEOUT_S, timeout_s=240)
+
+
+def student(teacher_file, service: str, address: str, pipe, layers=("layer2",), log=print):
+    from edgedistill.config import PoolConfig
+
+    cfg = PoolConfig.model_validate({"service": service, "address": address})
+    src = PoolSource(str(teacher_file), cfg, CPU, log=log)
+    src.attach(list(layers), pipe)
+    return src
+
+
+def online(teacher_file, pipe) -> OnlineSource:
+    ref = OnlineSource(api.load_model(teacher_file), CPU)
+    ref.attach(["layer2"], pipe)
+    return ref
+
+
+def assert_exactly_once(ledger, keys):
+    assert ledger.served == keys
+    assert all(ledger.accepted[k] == 1 for k in keys)
+    assert max(ledger.accepted.values()) == 1
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A private Ray on 127.0.0.1; yields its address, for other processes to join."""
+    import ray
+
+    folder = tempfile.mkdtemp(prefix="eds", dir="/tmp")  # short: Ray's socket paths
+    try:
+        ctx = ray.init(address="local", num_cpus=2, include_dashboard=False,
+                       log_to_driver=False, _node_ip_address="127.0.0.1", _temp_dir=folder)
+        yield ctx.address_info["gcs_address"]
+    finally:
+        ray.shutdown()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def service(cluster, teacher_file, data):
+    serve("svc", teacher_file, data)
+    try:
+        yield "svc"
+    finally:
+        stop_service("svc")
+
+
+def status(name: str) -> dict:
+    import ray
+
+    return ray.get(find_service(name).status.remote(), timeout=30)
+
+
+def test_fair_queue_gives_a_free_slot_to_the_student_with_fewest_in_flight():
+    queue = FairQueue()
+    for i in range(20):
+        queue.push("deep", ("deep", i))
+    queue.push("shallow", ("shallow", 0))
+    queue.push("shallow", ("shallow", 1))
+    in_flight = {"deep": 0, "shallow": 0}
+    order = []
+    for _ in range(6):
+        sid, item = queue.pop(in_flight)
+        in_flight[sid] += 1
+        order.append(item)
+    assert order[:4] == [("deep", 0), ("shallow", 0), ("deep", 1), ("shallow", 1)]
+    assert order[4:] == [("deep", 2), ("deep", 3)]  # only once the other has nothing queued
+    queue.push("deep", ("deep", -1), front=True)  # a batch whose replica died goes first
+    assert queue.pop({"deep": 0})[1] == ("deep", -1)
+    queue.drop("deep")
+    assert queue.pop({}) is None and len(queue) == 0
+
+
+def test_no_such_service_fails_in_seconds(service, cluster, teacher_file, data):
+    tic = time.monotonic()
+    with pytest.raises(UsageError, match=r"no teacher service 'nope' runs .*running: svc\).*"
+                                         r"teachers serve CONFIG --name nope"):
+        student(teacher_file, "nope", cluster, train_pipe(data))
+    assert time.monotonic() - tic < 10
+
+
+def test_a_student_of_another_teacher_is_refused(service, cluster, teacher_file, data,
+                                                 tmp_path):
+    torch.manual_seed(1)
+    model = create_model("resnet8", num_classes=10, in_channels=3)
+    other = tmp_path / "other.safetensors"
+    save_weights(other, model.state_dict(), model.spec)
+    with pytest.raises(UsageError) as err:
+        student(other, "svc", cluster, train_pipe(data))
+    served = status("svc")["hash"]
+    assert f"serves teacher {teacher_file} (weights {served})" in str(err.value)
+    assert f"teacher.source is {other} (weights " in str(err.value)
+    with pytest.raises(UsageError, match=r"hooks teacher layers \['layer2'\], not \['layer3'\]"):
+        student(teacher_file, "svc", cluster, train_pipe(data), layers=["layer3"])
+
+
+def test_two_students_share_it_exactly_once_while_a_replica_is_killed(service, cluster,
+                                                                      teacher_file, data):
+    pipes = [pipe_with_seed(data, 0), pipe_with_seed(data, 1)]
+    students = [student(teacher_file, "svc", cluster, p) for p in pipes]
+    refs = [online(teacher_file, p) for p in pipes]
+    try:
+        epochs = [p.epoch(0) for p in pipes]
+        for step in range(16):
+            for src, ref, batches in zip(students, refs, epochs, strict=True):
+                batch = next(batches)
+                got, want = src.outputs(batch), ref.outputs(batch)
+                assert (got.logits - want.logits).abs().max() < 2e-3
+                assert torch.allclose(got.features["layer2"], want.features["layer2"],
+                                      atol=1e-2)
+            if step == 3:
+                rows = status("svc")["students"]
+                assert {s.pool.id for s in students} <= {r["id"] for r in rows}
+                victim = next(r for r in status("svc")["replicas"] if r["state"] == "alive")
+                os.kill(victim["pid"], signal.SIGKILL)
+        for src in students:
+            assert_exactly_once(src.accounting(), [(0, s) for s in range(16)])
+        assert status("svc")["restarts"] >= 1
+    finally:
+        for src in students:
+            src.close()
+
+
+def test_the_service_forgets_a_crashed_student_and_serves_another_process(
+        service, cluster, teacher_file, data):
+    """A second process attaches by name and is served; killed, it is forgotten after
+    the service's student timeout, and the service still serves this process."""
+    code = (
+        "import sys, time\n"
+        "from tests.elastic.test_service import student, train_pipe\n"
+        "from edgedistill.data import load_dataset\n"
+        "from tests.elastic.conftest import SYNTHETIC\n"
+        "data = load_dataset('synthetic', seed=0, **SYNTHETIC)\n"
+        f"src = student({str(teacher_file)!r}, 'svc', {cluster!r}, train_pipe(data))\n"
+        "pipe = train_pipe(data)\n"
+        "for step in range(3):\n"
+        "    src.outputs(pipe.batch(0, step))\n"
+        "print('served', src.accounting().served, src.pool.id, flush=True)\n"
+        "time.sleep(300)\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        line = proc.stdout.readline()  # bounded: the child exits on any error
+        assert line.startswith("served [(0, 0), (0, 1), (0, 2)]"), line
+        sid = line.split()[-1]
+        assert sid in [r["id"] for r in status("svc")["students"]]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        deadline = time.monotonic() + STUDENT_TIMEOUT_S + 30
+        while sid in [r["id"] for r in status("svc")["students"]]:
+            assert time.monotonic() < deadline, "the crashed student was never forgotten"
+            time.sleep(0.5)
+    finally:
+        proc.kill()
+        proc.wait()
+    src = student(teacher_file, "svc", cluster, train_pipe(data))
+    try:
+        src.outputs(train_pipe(data).batch(0, 0))
+        assert src.accounting().served == [(0, 0)]
+    finally:
+        src.close()
+
+
+def test_a_student_survives_a_service_restart_mid_epoch(cluster, teacher_file, data):
+    serve("restart", teacher_file, data, replicas=1)
+    logs: list[str] = []
+    pipe = train_pipe(data)
+    src = student(teacher_file, "restart", cluster, pipe, log=logs.append)
+    ref = online(teacher_file, pipe)
+    restarted = threading.Event()
+
+    def restart():
+        stop_service("restart")
+        time.sleep(2)
+        serve("restart", teacher_file, data, replicas=1)
+        restarted.set()
+
+    thread = None
+    try:
+        for batch in pipe.epoch(0):
+            got = src.outputs(batch)
+            assert (got.logits - ref.outputs(batch).logits).abs().max() < 2e-3
+            if batch.step == 5:
+                thread = threading.Thread(target=restart)
+                thread.start()
+                time.sleep(0.5)  # the service is down while the student asks for more
+        assert_exactly_once(src.accounting(), [(0, s) for s in range(16)])
+        assert src.pool.reconnects == 1, logs
+        assert any("is back" in line for line in logs), logs
+    finally:
+        if thread is not None:
+            thread.join(300)
+        src.close()
+        if restarted.is_set():
+            stop_service("restart")
