@@ -12,6 +12,10 @@ DISK_PROBLEMS = {
 }
 
 
+SET_HELP = "Override a config key, e.g. --set train.epochs=5 (repeatable)."
+"""The ``--set`` help every command that reads a config shows (``config.apply_overrides``)."""
+
+
 class UsageError(Exception):
     """A problem the user can fix: bad config, missing file, unknown name.
 

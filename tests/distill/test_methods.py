@@ -23,7 +23,7 @@ LAYERS = {
                  ["stage1", "stage2", "stage3", "embedding"]),
 }
 # CRD: a queue that is full after one batch, so epoch 0 is not scored on fewer negatives
-PARAMS = {"dkd": {"warmup_epochs": 1}, "crd": {"queue_size": 64}}
+PARAMS = {"dkd": {"warmup_epochs": 1}, "reviewkd": {"warmup_epochs": 1}, "crd": {"queue_size": 64}}
 
 
 def test_every_registered_method_is_covered():

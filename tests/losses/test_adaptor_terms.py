@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgedistill.losses import build_loss
+from edgedistill.losses import LOSSES, build_loss
 from edgedistill.losses.reviewkd import hierarchical_context_loss
 
 from .helpers import built, make_inputs
@@ -128,6 +128,22 @@ def test_reviewkd_builds_one_fusion_per_stage_and_fuses_all_but_the_deepest():
     assert [conv_shapes(f.project)[0] for f in term.fusions] == [
         (8, 6, 3, 3), (16, 6, 3, 3), (32, 6, 3, 3)]
     assert term(make_inputs(s, t)).item() > 0
+
+
+def test_reviewkd_defaults_are_mdistillers_cifar100_setting_and_it_warms_up():
+    """mdistiller configs/cifar100/reviewkd.yaml: REVIEWKD_WEIGHT 5.0; cfg.py WARMUP_EPOCHS 20,
+    scaled by min(epoch / 20, 1) with epochs from 1 (ours from 0)."""
+    assert LOSSES.get("reviewkd").default_weight == 5.0
+    s, t = [rand(2, 4, 4, 4), rand(2, 8)], [rand(2, 4, 4, 4, seed=1), rand(2, 8, seed=2)]
+    term = built("reviewkd", s, t, mid_channels=4)
+    assert term.warmup_epochs == 20
+    full = built("reviewkd", s, t, mid_channels=4, warmup_epochs=0)
+    full.load_state_dict(term.state_dict())
+    plain = full(make_inputs(s, t, epoch=0)).item()
+    assert term(make_inputs(s, t, epoch=0)).item() == pytest.approx(plain / 20, rel=1e-6)
+    assert term(make_inputs(s, t, epoch=9)).item() == pytest.approx(plain / 2, rel=1e-6)
+    assert term(make_inputs(s, t, epoch=19)).item() == pytest.approx(plain, rel=1e-6)
+    assert term(make_inputs(s, t, epoch=50)).item() == pytest.approx(plain, rel=1e-6)
 
 
 def test_hierarchical_context_loss_matches_numpy():

@@ -17,7 +17,8 @@ NAMES = sorted(builtins())
 
 
 def fields(model) -> dict:
-    return {k: (f.annotation, f.default, f.is_required()) for k, f in model.model_fields.items()}
+    """Names, types, bounds and defaults, as the config schema sees them."""
+    return model.model_json_schema()
 
 
 def test_checking_every_builtin_loss_does_not_import_torch():

@@ -22,6 +22,7 @@ def test_description_citation_and_flags(name):
     assert re.search(r"(19|20)\d\d", cls.__doc__), "docstring must cite the paper's year"
     assert cls.name == name
     assert cls.default_weight > 0
+    assert "default_weight" in cls.__doc__, "the docstring must say where the default weight is from"
     assert cls.needs_features == (name not in LOGIT_ONLY)
     assert cls.needs_teacher == (name != "ce")
 

@@ -38,6 +38,10 @@ def test_presets_are_loss_term_lists():
         expand_name("fitnet", 3, HintConfig(stage_epochs=3))
     assert expand_name("dkd", 240)[1].params["warmup_epochs"] == 20
     assert expand_name("dkd", 4)[1].params["warmup_epochs"] == 1
+    review = expand_name("reviewkd", 240)[1]
+    assert (review.weight, review.params, review.student_layers) == (
+        None, {"warmup_epochs": 20}, ["stage1", "stage2", "stage3", "embedding"])
+    assert expand_name("reviewkd", 30)[1].params["warmup_epochs"] == 2
 
 
 def test_registered_loss_and_combination():

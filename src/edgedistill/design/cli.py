@@ -13,11 +13,10 @@ from typing import Optional
 
 import typer
 
-from edgedistill.errors import UsageError, run_cli
+from edgedistill.errors import SET_HELP, UsageError, run_cli
 
 design_app = typer.Typer(add_completion=False, no_args_is_help=True,
                          help="Design students for a device budget; profile this machine.")
-SET_HELP = "Override a key of the distillation config, e.g. --set train.epochs=5 (repeatable)."
 
 
 def _shape(text: Optional[str]) -> Optional[tuple[int, int, int]]:

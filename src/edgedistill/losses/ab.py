@@ -34,7 +34,8 @@ class ActivationBoundary(FeatureTerm):
     Params: ``margin`` (1.0, the paper's), ``batch_norm`` (True, connector BN),
     ``stage_epochs`` (None; the paper uses AB as an initialisation stage before CE/KD:
     set ``stage_epochs: N`` here and ``start_epoch: N`` on ``ce``/``kd``). Usual layers:
-    pre-ReLU outputs at the end of each residual group.
+    pre-ReLU outputs at the end of each residual group. ``default_weight`` 1: Tian et
+    al.'s CRD benchmark (``-b 1``, after its AB initialisation stage).
     """
 
     default_weight = 1.0

@@ -5,7 +5,8 @@ config must be checked faster than that. So each file is read with ``ast``: its
 ``@register("name")`` classes and the keyword parameters of their ``__init__``
 (annotation and literal default) give the same signature, hence the same settings model,
 that ``inspect`` would give on the imported class. A term this reading cannot follow (a
-default that is not a literal, an annotation beyond the plain types, an ``__init__``
+default that is not a literal, an annotation beyond the plain types, ``Literal`` and
+``Annotated[T, Field(...)]`` (a bound: ``Annotated[int, Field(ge=0)]``), an ``__init__``
 inherited from another file) is marked ``params=None``: its file is imported instead,
 slower, never wrong. ``tests/losses/test_catalog.py`` checks the two agree.
 """
@@ -17,12 +18,15 @@ import functools
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
+
+from pydantic import Field
 
 NOT_TERMS = {"__init__", "base", "catalog", "common", "registry"}
 BASES_WITHOUT_PARAMS = {"LossTerm", "FeatureTerm"}
 TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "dict": dict,
-         "tuple": tuple, "None": None, "Any": Any, "Literal": Literal, "Optional": Optional}
+         "tuple": tuple, "None": None, "Any": Any, "Literal": Literal, "Optional": Optional,
+         "Annotated": Annotated, "Field": Field}
 
 
 @dataclass(frozen=True)

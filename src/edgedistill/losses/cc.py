@@ -37,7 +37,10 @@ class CorrelationCongruence(FeatureTerm):
 
     Params: ``gamma`` (0.4) and ``order`` (2): the paper's Gaussian-RBF setting. Usual
     layer: the penultimate embedding. The paper adds it to CE + KD; its weight needs
-    tuning per dataset (``default_weight`` 1).
+    tuning per dataset. ``default_weight`` 1, no reference: Tian et al.'s CRD benchmark
+    weights CC 0.02 (``-b 0.02``), but for a different formula (the authors' Taylor
+    expansion on raw embeddings, summed over dimensions), not this RBF form on
+    normalised ones.
     """
 
     default_weight = 1.0

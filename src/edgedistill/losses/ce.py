@@ -19,6 +19,8 @@ class CrossEntropy(LossTerm):
 
     Params: ``label_smoothing`` (0.0), ``start_epoch`` (0): the term is zero before this
     epoch, which is how the second FitNets stage is scheduled (see ``fitnet``).
+    ``default_weight`` 1: the plain supervised loss, as every reference recipe keeps it
+    beside a feature term (mdistiller's CE_WEIGHT 1.0; 0.1 next to KD, see ``kd``).
     """
 
     needs_teacher = False

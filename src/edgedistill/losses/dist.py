@@ -27,6 +27,8 @@ class DIST(LossTerm):
 
     Params: ``beta`` (1.0, inter-class), ``gamma`` (1.0, intra-class), ``tau`` (1.0):
     the paper's ImageNet setting; CIFAR-100 uses beta = gamma = 2, tau = 4. Uses logits.
+    ``default_weight`` 1: beta and gamma carry the weighting (the paper's loss is
+    CE + beta inter + gamma intra).
     """
 
     default_weight = 1.0

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from edgedistill.losses.base import LossInputs, LossTerm
 from edgedistill.losses.registry import register
@@ -52,14 +55,15 @@ class DecoupledKD(LossTerm):
     Params (CIFAR-100 defaults of the paper): ``alpha`` (1.0), ``beta`` (8.0; 0.5 on
     ImageNet), ``temperature`` (4.0; 1 on ImageNet), ``warmup_epochs`` (20): the term is
     scaled by min((epoch + 1) / warmup_epochs, 1), epochs counted from 0. Uses logits
-    and targets.
+    and targets. ``default_weight`` 1: alpha and beta carry the weighting, as in
+    mdistiller's ``CFG.DKD`` (CE_WEIGHT 1.0 beside ALPHA 1.0, BETA 8.0, WARMUP 20).
     """
 
     default_weight = 1.0
 
     def __init__(self, student_layers: list[str] | None = None,
                  teacher_layers: list[str] | None = None, alpha: float = 1.0,
-                 beta: float = 8.0, temperature: float = 4.0, warmup_epochs: int = 20):
+                 beta: float = 8.0, temperature: float = 4.0, warmup_epochs: Annotated[int, Field(ge=0)] = 20):
         super().__init__(student_layers, teacher_layers)
         self.alpha = alpha
         self.beta = beta

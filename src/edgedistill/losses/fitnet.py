@@ -31,7 +31,8 @@ class FitNet(FeatureTerm):
     hinted one (and the regressor), exactly as the paper's stage 1 trains that part;
     layers above get no gradient, which optimizers skip. From epoch N the hint returns
     zero and KD trains the whole student. The paper hints the teacher's middle layer
-    into the student's middle layer. Tian et al.'s CRD benchmark weights the hint 100.
+    into the student's middle layer. ``default_weight`` 100: Tian et al.'s CRD benchmark
+    (``-b 100``) and mdistiller's ``CFG.FITNET.LOSS.FEAT_WEIGHT = 100.0``.
     """
 
     default_weight = 100.0

@@ -59,6 +59,11 @@ class FactorTransfer(FeatureTerm):
     Params: ``rate`` (0.5, the paper's paraphrase rate k), ``p`` (1), ``reconstruction_weight``
     (1.0). Usual layer: the last residual group's output on both sides. Spatial sizes of
     the factors are pooled to the smaller one; embeddings are 1x1 maps.
+
+    ``default_weight`` 1, no reference: Tian et al.'s CRD benchmark weights its FT 200
+    (``-b 200``), but its loss is the element *mean* of the difference of channel-pooled
+    factors, while this one is the paper's per-sample p-norm of the full factor (for
+    p = 1 larger by the factor's element count); tune it per dataset.
     """
 
     default_weight = 1.0

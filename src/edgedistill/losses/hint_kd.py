@@ -22,6 +22,8 @@ class HintKD(FitNet):
 
     Params: ``hint_weight`` (100.0, the FitNet weight of Tian et al.'s CRD benchmark),
     ``kd_weight`` (1.0), ``temperature`` (4.0), ``batch_norm`` (True, regressor BN).
+    ``default_weight`` 1: the two inner weights carry the scale (no reference weights the
+    combined term itself).
     """
 
     default_weight = 1.0

@@ -30,7 +30,9 @@ class KnowledgeDistillation(LossTerm):
 
     Params: ``temperature`` (4.0, the common CIFAR/ImageNet benchmark value; the paper
     tries 1-20), ``start_epoch`` (0): zero before this epoch (second FitNets stage).
-    Uses logits only. Usual weight 0.9 with ``ce`` at 0.1, or 1 with ``ce`` at 1.
+    Uses logits only. Usual weight 0.9 with ``ce`` at 0.1 (mdistiller's ``CFG.KD.LOSS``:
+    CE_WEIGHT 0.1, KD_WEIGHT 0.9; Tian et al.'s ``-r 0.1 -a 0.9``), or 1 with ``ce`` at 1.
+    ``default_weight`` 1: Hinton et al.'s unweighted sum, for configs that give none.
     """
 
     default_weight = 1.0

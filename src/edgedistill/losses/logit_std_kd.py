@@ -25,7 +25,9 @@ class LogitStandardKD(LossTerm):
     logit *relations* only.
 
     Params: ``temperature`` (2.0, the authors' base temperature for CIFAR-100 KD). They
-    weight this term 9 on CIFAR-100 (``default_weight``). Uses logits only.
+    weight this term 9 on CIFAR-100 (``default_weight``): sunshangquan/
+    logit-standardization-KD's ``configs/cifar100/kd/*.yaml`` are tagged
+    ``kd,<teacher>,<student>,2,9`` (base temperature 2, KD weight 9). Uses logits only.
     """
 
     default_weight = 9.0

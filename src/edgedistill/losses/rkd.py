@@ -34,6 +34,8 @@ class RelationalKD(FeatureTerm):
 
     Params: ``distance_weight`` (25), ``angle_weight`` (50): the paper's RKD-DA setting.
     Usual layer: the penultimate embedding (feature maps are flattened).
+    ``default_weight`` 1: the inner weights carry the scale, as in Tian et al.'s CRD
+    benchmark (``-b 1``) and mdistiller's ``CFG.RKD.LOSS.FEAT_WEIGHT = 1.0``.
     """
 
     ranks = None

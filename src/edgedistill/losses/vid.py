@@ -47,7 +47,8 @@ class VariationalInformation(FeatureTerm):
 
     Params: ``hidden_channels`` (None: the teacher's channel count, as the authors),
     ``init_variance`` (5.0), ``eps`` (1e-5). Usual layers: the output of each residual
-    group.
+    group. ``default_weight`` 1: Tian et al.'s CRD benchmark (``-b 1``) and mdistiller's
+    ``CFG.VID.LOSS.FEAT_WEIGHT = 1.0``.
     """
 
     default_weight = 1.0

@@ -13,11 +13,10 @@ from typing import Optional
 
 import typer
 
-from edgedistill.errors import UsageError, run_cli
+from edgedistill.errors import SET_HELP, UsageError, run_cli
 
 split_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Head network distillation and split computing.")
-SET_HELP = "Override a config key, e.g. --set train.epochs=5 (repeatable)."
 BOTTLENECK_HELP = "Bottleneck run to use, e.g. c4 (default: the one the table chose)."
 
 

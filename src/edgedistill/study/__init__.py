@@ -3,11 +3,22 @@ compared by accuracy, convergence speed and gain over the same student trained a
 
 ``run_study(config, out, resume)`` runs or resumes a study YAML; ``write_report``
 rebuilds the report of a study folder; ``PRESETS`` lists the named techniques.
+
+The names below load on first use, so mounting the ``study`` command does not import
+torch and matplotlib on every ``edgedistill`` call.
 """
 
-from edgedistill.study.config import StudyConfig, load_study
-from edgedistill.study.run import CellsFailed, run_study
-from edgedistill.study.techniques import PRESETS, expand_name, resolve_techniques
+from importlib import import_module
 
-__all__ = ["PRESETS", "CellsFailed", "StudyConfig", "expand_name", "load_study",
-           "resolve_techniques", "run_study"]
+_EXPORTS = {
+    "StudyConfig": "config", "load_study": "config", "CellsFailed": "run", "run_study": "run",
+    "PRESETS": "techniques", "expand_name": "techniques", "resolve_techniques": "techniques",
+    "write_report": "report",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"edgedistill.study.{_EXPORTS[name]}"), name)

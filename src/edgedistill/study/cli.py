@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-SET_HELP = "Override a config key, e.g. --set train.epochs=5 (repeatable)."
+from edgedistill.errors import SET_HELP
 
 
 def study(config: Path = typer.Argument(..., help="Study YAML (configs/studies/...)."),

@@ -6,23 +6,25 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from edgedistill.config import (
+    PLUGINS_HELP,
     CacheConfig,
     DataConfig,
-    LossConfig,
     Strict,
     StudentConfig,
     TeacherConfig,
     TrainConfig,
     apply_overrides,
+    import_plugins,
+    plugin_paths,
     read_yaml_mapping,
     validate,
 )
-from edgedistill.errors import UsageError
+from edgedistill.study.techniques import HintConfig, TechniqueConfig, resolve_techniques
 
 LABEL = re.compile(r"^[A-Za-z0-9_.+-]+$")
 DEFAULT_TECHNIQUES = ["none", "kd", "fitnet", "hint+kd"]
@@ -63,40 +65,6 @@ class StudyStudent(StudentConfig):
         return StudentConfig(**self.model_dump(exclude={"label"}))
 
 
-class TechniqueConfig(Strict):
-    """A transfer technique spelled out as the loss terms of its cells."""
-
-    label: str
-    losses: list[LossConfig] = Field(..., min_length=1)
-
-
-class HintConfig(Strict):
-    """How the hint techniques (``fitnet``, ``hint+kd``) transfer intermediate layers.
-
-    Romero et al., "FitNets: Hints for Thin Deep Nets", ICLR 2015, train in two stages:
-    first the student up to its guided layer regresses the teacher's hint layer (the
-    middle of each network; the stage-1 objective is the plain L2 loss, so ``weight`` 1),
-    then the whole student learns from the teacher's soft labels. ``fitnet`` is that hint
-    stage followed by cross-entropy alone (intermediate transfer only); ``hint+kd`` is the
-    paper's recipe, the hint stage followed by KD (intermediate then last layer).
-    ``stage_epochs: null`` takes a fifth of the schedule (at least one epoch).
-    ``joint_weight``: instead of stages, train the hint together with the other terms for
-    the whole run at this weight (100 in Tian et al.'s CRD benchmark and mdistiller).
-    """
-
-    layers: list[str] = Field(["stage2"], min_length=1)
-    stage_epochs: int | None = Field(None, ge=1)
-    weight: float = Field(1.0, gt=0)
-    joint_weight: float | None = Field(None, gt=0)
-
-    def epochs(self, total: int) -> int:
-        n = self.stage_epochs if self.stage_epochs is not None else max(1, round(total / 5))
-        if n >= total:
-            raise UsageError(f"hint.stage_epochs ({n}) must be less than train.epochs ({total}), "
-                             "so that the hinted student trains on after its hint stage")
-        return n
-
-
 class TargetConfig(Strict):
     """The accuracy a cell must reach for the convergence-speed figures.
 
@@ -119,6 +87,7 @@ class TargetConfig(Strict):
 class StudyConfig(Strict):
     """``edgedistill study``: students x techniques x seeds, all on one teacher."""
 
+    plugins: list[str] = Field([], description=PLUGINS_HELP)
     name: str = "study"
     teacher: StudyTeacherConfig
     students: list[StudyStudent] = Field(..., min_length=1)
@@ -130,6 +99,11 @@ class StudyConfig(Strict):
     hint: HintConfig = HintConfig()
     confidence: float = Field(0.95, gt=0, lt=1, description="level of the intervals on gains")
     workers: int | Literal["auto"] = Field(1, description="cells run at once; auto: cores/threads")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plugins_first(cls, data: Any) -> Any:
+        return import_plugins(data)
 
     @model_validator(mode="after")
     def _consistent(self) -> StudyConfig:
@@ -155,9 +129,7 @@ class StudyConfig(Strict):
 
 def load_study(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
     """Read, override (``--set a.b=c``) and validate a study YAML; errors name the key."""
-    raw = read_yaml_mapping(path, "study config")
+    raw = plugin_paths(read_yaml_mapping(path, "study config"), Path(path).parent)
     cfg = validate(apply_overrides(raw, list(overrides)), StudyConfig, str(path))
-    from edgedistill.study.techniques import resolve_techniques
-
     resolve_techniques(cfg)
     return cfg

@@ -28,7 +28,7 @@ from edgedistill.study.config import StudyConfig, TechniqueConfig
 
 RUNTIME_KEYS = ("name", "train.threads", "train.device", "train.progress",
                 "train.checkpoint_every_steps", "teacher.source", "teacher.cache.dir",
-                "teacher.cache.batch_size")
+                "teacher.cache.batch_size", "plugins")
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,8 @@ def cell_config(cfg: StudyConfig, cell: Cell, technique: TechniqueConfig, teache
     teacher_cfg = TeacherConfig(**{**base, "source": str(teacher),
                                    "cache": {**base["cache"], "dir": str(cache_dir)}})
     train = cfg.train.model_copy(update={"threads": threads})
-    return DistillExperiment(name=f"{cfg.name}-{cell.key.replace('/', '-')}", seed=cell.seed,
+    return DistillExperiment(plugins=cfg.plugins,
+                             name=f"{cfg.name}-{cell.key.replace('/', '-')}", seed=cell.seed,
                              data=cfg.data, train=train, teacher=teacher_cfg,
                              student=student.student_config(), losses=technique.losses)
 

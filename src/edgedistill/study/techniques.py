@@ -13,11 +13,56 @@ start epoch) and every other term of every part.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Protocol
 
-from edgedistill.config import LossConfig
+from pydantic import Field
+
+from edgedistill.config import LossConfig, Strict, TrainConfig
 from edgedistill.errors import UsageError
-from edgedistill.study.config import HintConfig, StudyConfig, TechniqueConfig
+
+
+class TechniqueConfig(Strict):
+    """A transfer technique spelled out as the loss terms of its cells."""
+
+    label: str
+    losses: list[LossConfig] = Field(..., min_length=1)
+
+
+class HintConfig(Strict):
+    """How the hint techniques (``fitnet``, ``hint+kd``) transfer intermediate layers.
+
+    Romero et al., "FitNets: Hints for Thin Deep Nets", ICLR 2015, train in two stages:
+    first the student up to its guided layer regresses the teacher's hint layer (the
+    middle of each network; the stage-1 objective is the plain L2 loss, so ``weight`` 1),
+    then the whole student learns from the teacher's soft labels. ``fitnet`` is that hint
+    stage followed by cross-entropy alone (intermediate transfer only); ``hint+kd`` is the
+    paper's recipe, the hint stage followed by KD (intermediate then last layer).
+    ``stage_epochs: null`` takes a fifth of the schedule (at least one epoch).
+    ``joint_weight``: instead of stages, train the hint together with the other terms for
+    the whole run at this weight (100 in Tian et al.'s CRD benchmark and mdistiller).
+    """
+
+    layers: list[str] = Field(["stage2"], min_length=1)
+    stage_epochs: int | None = Field(None, ge=1)
+    weight: float = Field(1.0, gt=0)
+    joint_weight: float | None = Field(None, gt=0)
+
+    def epochs(self, total: int) -> int:
+        n = self.stage_epochs if self.stage_epochs is not None else max(1, round(total / 5))
+        if n >= total:
+            raise UsageError(f"hint.stage_epochs ({n}) must be less than train.epochs ({total}), "
+                             "so that the hinted student trains on after its hint stage")
+        return n
+
+
+class StudySettings(Protocol):
+    """What resolving techniques reads of a ``StudyConfig`` (``study/config.py``, which
+    imports this module and validates its techniques with it)."""
+
+    techniques: list[str | TechniqueConfig]
+    hint: HintConfig
+    train: TrainConfig
+
 
 HINT = ["stage-1"]
 STAGES = ["stage1", "stage2", "stage3"]
@@ -36,11 +81,19 @@ def _layers(layers: list[str]) -> dict:
     return {"student_layers": list(layers), "teacher_layers": list(layers)}
 
 
+def _warmup(epochs: int) -> int:
+    """DKD and ReviewKD warm up over 20 of their 240 epochs; the study keeps that 1/12 ratio."""
+    return max(1, round(epochs / 12))
+
+
 def _dkd(epochs: int) -> list[dict]:
-    """DKD warms up over 20 of its 240 epochs; the study keeps that 1/12 ratio."""
-    warmup = max(1, round(epochs / 12))
     return [_ce(1.0), {"name": "dkd", "params": {"alpha": 1.0, "beta": 8.0, "temperature": 4.0,
-                                                  "warmup_epochs": warmup}}]
+                                                  "warmup_epochs": _warmup(epochs)}}]
+
+
+def _reviewkd(epochs: int) -> list[dict]:
+    return [_ce(1.0), {"name": "reviewkd", **_layers(USUAL_LAYERS["reviewkd"]),
+                       "params": {"warmup_epochs": _warmup(epochs)}}]
 
 
 def _kd(weight: float, start: int = 0) -> dict:
@@ -65,6 +118,7 @@ PRESETS: dict[str, Callable[[int, HintConfig], list[dict]]] = {
     "hint+kd": lambda epochs, hint: _hinted(hint, epochs, [_ce(0.1), _kd(0.9)]),
     "at": lambda epochs, hint: [_ce(1.0), {"name": "at", "weight": 1000.0, **_layers(STAGES)}],
     "dkd": lambda epochs, hint: _dkd(epochs),
+    "reviewkd": lambda epochs, hint: _reviewkd(epochs),
 }
 
 
@@ -116,7 +170,7 @@ def expand_name(name: str, epochs: int, hint: HintConfig | None = None) -> list[
     return [LossConfig(**ce), *(LossConfig(**t) for t in terms)]
 
 
-def resolve_techniques(cfg: StudyConfig) -> list[TechniqueConfig]:
+def resolve_techniques(cfg: StudySettings) -> list[TechniqueConfig]:
     """Every technique of the study as a label plus its loss terms, checked by name."""
     from edgedistill.losses import LOSSES
 
