@@ -25,7 +25,6 @@ import torch
 import yaml
 
 from benchmarks.common import header
-from edgedistill.config import HaltingRule
 from edgedistill.design.halting_report import (
     forward_flops,
     replay_halting,
@@ -37,6 +36,7 @@ from edgedistill.design.profiles import load_profile, with_overrides
 from edgedistill.design.run import run_design
 from edgedistill.design.train import design_configs
 from edgedistill.report.markdown import markdown_table
+from edgedistill.train.halting import parse_rules
 
 
 def main() -> None:
@@ -97,7 +97,7 @@ def main() -> None:
 
 
 def replay(kd, out: Path, raw_rules: list, anneals: list[int], full_row: dict) -> None:
-    rules = [HaltingRule.model_validate(r) for r in raw_rules]
+    rules = parse_rules(raw_rules)
     print(f"## Replayed on the full run: {raw_rules}\n")
     rows = [{**full_row, "saved_flops": 0.0, "delta_points": 0.0}]
     for k in anneals:

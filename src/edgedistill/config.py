@@ -65,13 +65,17 @@ class DataConfig(Strict):
     mean: list[float] | None = Field(None, description="per-channel mean on the 0-1 scale; "
                                      "unset: the train split's (streaming: ImageNet's)")
     std: list[float] | None = None
+    num_classes: int | None = Field(None, gt=0, description="the classes the data must have "
+                                    "(checked when it loads); lets `edgedistill check` build "
+                                    "the models before the data is fetched")
 
     @model_validator(mode="after")
     def _check_streaming(self):
-        from edgedistill.data.transforms import TRANSFORMS
+        if self.transform != "imagenet" or self.transform_options:  # the default needs no
+            from edgedistill.data.transforms import TRANSFORMS  # check, nor torch imported
 
-        TRANSFORMS.validate_settings(self.transform, self.transform_options,
-                                     "data.transform_options")
+            TRANSFORMS.validate_settings(self.transform, self.transform_options,
+                                         "data.transform_options")
         if (self.mean is None) != (self.std is None) or (
                 self.mean is not None and (len(self.mean) != len(self.std)
                                            or min(self.std) <= 0)):

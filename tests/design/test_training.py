@@ -79,11 +79,11 @@ def test_replayed_rules_equal_a_live_halted_run(tmp_path):
     """Rules tried on a finished full run (epoch checkpoints kept) give exactly the run
     that training with them would have given; only the anneal is trained."""
     from edgedistill import api
-    from edgedistill.config import HaltingRule
     from edgedistill.errors import UsageError
+    from edgedistill.train.halting import parse_rules
 
     cfg = halting_config(**{"train.epochs": 4, "halting_anneal_epochs": 1})
-    rules = [HaltingRule(kind="plateau", patience=1, min_delta=1.0)]
+    rules = parse_rules([{"kind": "plateau", "patience": 1, "min_delta": 1.0}])
     full_cfg = cfg.model_copy(update={"halting": [], "train": cfg.train.model_copy(
         update={"keep_epoch_checkpoints": True})})
     api.train(full_cfg, tmp_path / "full", progress=False)
@@ -96,7 +96,7 @@ def test_replayed_rules_equal_a_live_halted_run(tmp_path):
     assert metrics(tmp_path / "replay") == metrics(tmp_path / "live")
     for name, tensor in weights(tmp_path / "live").items():
         assert weights(tmp_path / "replay")[name].equal(tensor), name
-    never = [HaltingRule(kind="plateau", patience=10)]  # longer than the run
+    never = parse_rules([{"kind": "plateau", "patience": 10}])  # longer than the run
     assert replay_halting(tmp_path / "full", cfg, never, 1, tmp_path / "never") is None
     (tmp_path / "full" / "checkpoints" / "epoch001.pt").unlink()
     with pytest.raises(UsageError, match="keep_epoch_checkpoints"):

@@ -4,33 +4,31 @@ Both runs share config and seed, so they are identical up to the epoch where a h
 rule fires. The halted run goes first and saves its state at that epoch
 (``checkpoints/halt.pt``); the full run continues from there instead of training those
 epochs again (``share_prefix``; resuming is bit-exact, tested), and so can runs that try
-other anneal lengths after the same halt. ``replay_halting`` goes further: the rules
-are pure functions of the metric history, so on a full run kept with
-``train.keep_epoch_checkpoints`` any other rule set is tried by reading its halting epoch
-off the full run's records and training only its anneal. Compute is the usual
-training estimate: 3 x the student's forward FLOPs per image seen (forward + backward),
-plus the teacher's forward FLOPs for every teacher output used (online and pool: one
-per image seen; cache: one per cached image and draw). Evaluation passes are not counted.
+other anneal lengths after the same halt. ``replay_halting`` tries another rule set on a
+full run kept with ``train.keep_epoch_checkpoints``, training only its anneal. The
+halting logic itself (rules, state machine, branching, replay) lives in
+``train/halting/``; this module runs the runs and writes the report. Compute is the
+usual training estimate: 3 x the student's forward FLOPs per image seen (forward +
+backward), plus the teacher's forward FLOPs for every teacher output used (one per image
+seen; for a source that precomputes its outputs per sample and draw, such as the cache,
+one per sample and draw). Evaluation passes are not counted.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 from edgedistill.config import DistillExperiment, HaltingRule, RunBase
-from edgedistill.errors import UsageError
 from edgedistill.report.markdown import markdown_table
-from edgedistill.train.checkpoint import load_checkpoint, save_checkpoint
-from edgedistill.train.halting import TEACHER_RULES, should_halt
-from edgedistill.train.trainer import epoch_checkpoint
+from edgedistill.train.halting import parse_rules
+from edgedistill.train.halting.replay import branch, prepare_replay
+from edgedistill.train.halting.rules import Plateau, TeacherGap, describe
 
 DEFAULT_RULES = {
-    "distill": [HaltingRule(kind="plateau", patience=3, min_delta=0.002),
-                HaltingRule(kind="teacher_gap", epsilon=0.005)],
-    "train": [HaltingRule(kind="plateau", patience=3, min_delta=0.002)],
+    "distill": [Plateau(patience=3, min_delta=0.002), TeacherGap(epsilon=0.005)],
+    "train": [Plateau(patience=3, min_delta=0.002)],
 }
 
 
@@ -76,9 +74,10 @@ def forward_flops(cfg: RunBase, summary: dict) -> tuple[int, int, int]:
     student = create_model(**summary["spec"])
     teacher_flops, cached = 0, 0
     if isinstance(cfg, DistillExperiment):
+        from edgedistill.distill.sources import SOURCES
+
         teacher_flops = count_flops(api.load_model(cfg.teacher.source), shape)
-        if cfg.teacher.mode == "cache":
-            cached = len(train) * cfg.teacher.cache.num_draws
+        cached = len(train) * (SOURCES.get(cfg.teacher.mode).pipeline_draws(cfg) or 0)
     return count_flops(student, shape), teacher_flops, cached
 
 
@@ -95,58 +94,15 @@ def run_row(label: str, summary: dict, flops: tuple[int, int, int], cfg: RunBase
             "halted": halted.get("reason", "-")}
 
 
-def branch(src: Path, dst: Path, checkpoint: str, upto: int | None = None) -> None:
-    """Start run ``dst`` from ``src``'s ``checkpoint``, the state after epoch index ``upto``
-    (None: don't keep epoch checkpoints), with ``src``'s epoch records (the Trainer keeps
-    those before the checkpoint's epoch) and the epoch checkpoints ``src`` kept before it.
-    A no-op once ``dst`` has begun."""
-    if (dst / "checkpoints" / "last.pt").exists():
-        return
-    (dst / "checkpoints").mkdir(parents=True, exist_ok=True)
-    start = src / "checkpoints" / checkpoint
-    if upto is not None:
-        for epoch in range(upto):
-            kept = epoch_checkpoint(src, epoch)
-            if kept.exists():
-                shutil.copyfile(kept, epoch_checkpoint(dst, epoch))
-        if epoch_checkpoint(src, upto).exists():  # src's own is past the halt: annealing
-            shutil.copyfile(start, epoch_checkpoint(dst, upto))
-    shutil.copyfile(start, dst / "checkpoints" / "last.pt")
-    shutil.copyfile(src / "metrics.jsonl", dst / "metrics.jsonl")
-
-
 def replay_halting(full_dir: str | Path, cfg: RunBase, rules: list[HaltingRule], anneal: int,
                    out: str | Path, progress: bool = False) -> dict[str, Any] | None:
     """The run that ``rules`` with ``anneal`` would have given, from the finished full run of
     ``cfg`` in ``full_dir`` (kept with ``train.keep_epoch_checkpoints``), written to ``out``;
-    None when no rule fires within the full run.
-
-    The epoch where the rules fire is read off the full run's records (a rule sees the
-    same history there as in a live run); training restarts from that epoch's checkpoint
-    with the halt pending, so only the anneal is trained. Bit-identical to a live run of
-    the same config (tested)."""
-    full_dir, out = Path(full_dir), Path(out)
-    lines = (full_dir / "metrics.jsonl").read_text().splitlines()
-    records = [json.loads(x) for x in lines if x.strip()]
-    for epoch in range(len(records)):
-        reason = should_halt(rules, records[:epoch + 1], cfg.halting_mode)
-        if reason:
-            break
-    else:
+    None when no rule fires within the full run (``train/halting/replay.py``)."""
+    if not prepare_replay(full_dir, rules, cfg.halting_mode, out):
         return None
-    if not (out / "checkpoints" / "last.pt").exists():
-        kept = epoch_checkpoint(full_dir, epoch)
-        if not kept.exists():
-            raise UsageError(f"{kept} is missing: the rules fire after epoch {epoch + 1}, and "
-                             "replaying needs the full run's checkpoint of that epoch; train "
-                             "it with train.keep_epoch_checkpoints: true")
-        state = load_checkpoint(kept)
-        state["pending_halt"] = json.dumps({"reasons": [reason], "record": records[epoch]})
-        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-        save_checkpoint(out / "checkpoints" / "last.pt", state)
-        shutil.copyfile(full_dir / "metrics.jsonl", out / "metrics.jsonl")
     return _run(cfg.model_copy(update={"halting": rules, "halting_anneal_epochs": anneal}),
-                out, True, progress)
+                Path(out), True, progress)
 
 
 def run_halting_report(cfg: RunBase, out: str | Path, resume: bool = False,
@@ -164,7 +120,7 @@ def run_halting_report(cfg: RunBase, out: str | Path, resume: bool = False,
     anneals = list(anneals) if anneals else [cfg.halting_anneal_epochs]
     rules = default_rules(cfg)
     if not isinstance(cfg, DistillExperiment):
-        rules = [r for r in rules if r.kind not in TEACHER_RULES]
+        rules = [r for r in rules if not r.needs_teacher]
 
     def halted_cfg(k: int) -> RunBase:
         return cfg.model_copy(update={"halting": rules, "halting_anneal_epochs": k})
@@ -219,13 +175,8 @@ def variant_label(name: str, anneal: int) -> str:
     return f"{name}, anneal {anneal}" if anneal else name
 
 
-RULE_PARAMS = {"plateau": ("patience", "min_delta"), "agreement": ("threshold",),
-               "teacher_gap": ("epsilon",), "loss_improvement": ("window", "delta")}
-
-
 def halting_markdown(cfg: RunBase, result: dict) -> str:
-    rules = ", ".join(f"{r['kind']}({', '.join(f'{p}={r[p]}' for p in RULE_PARAMS[r['kind']])})"
-                      for r in result["rules"])
+    rules = ", ".join(describe(r) for r in parse_rules(result["rules"]))
     annealed = result.get("annealed_epochs") or 0
     at_halt = result["full_run_acc_at_halt_epoch"]
     if annealed:

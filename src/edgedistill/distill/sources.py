@@ -4,20 +4,56 @@ The same Distiller trains against a teacher in this process (``online``), a cach
 of teacher outputs on disk (``cache``) or a remote pool of replicas (``pool``, in
 ``edgedistill.elastic``). A source is told once which teacher layers the loss
 terms need (``attach``) and then answers ``outputs(batch)`` for every step.
+
+Each source is an entry of ``SOURCES`` that owns its settings model (the config
+section ``teacher.<mode>``) and builds itself from an experiment (``from_config``);
+``teacher.mode`` is checked against the registry at config load. The built-in entries
+live in their own modules, imported the first time one is looked up, so checking a
+config imports neither torch nor Ray, and this package imports nothing from
+``elastic``. A plugin registers its own source with ``@SOURCES.register(name,
+settings=Model)`` on a :class:`TeacherSource` subclass.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-
-import torch
-from torch import nn
+from importlib import import_module
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from edgedistill.registry import Registry
-from edgedistill.train.device import autocast, to_layout
 
-SOURCES = Registry("teacher source")
+if TYPE_CHECKING:
+    import torch
+
+    from edgedistill.config import DistillExperiment
+
+BUILTIN = {"online": "edgedistill.distill.online", "cache": "edgedistill.distill.cache",
+           "pool": "edgedistill.elastic.source"}
+
+
+class SourceRegistry(Registry):
+    """A Registry that knows the built-in sources by name and imports the module of one
+    the first time it is looked up."""
+
+    def __init__(self, kind: str, builtin: dict[str, str]):
+        super().__init__(kind)
+        self.builtin = builtin
+
+    def get(self, name: str) -> Any:
+        if name in self.builtin and name not in self._items:
+            import_module(self.builtin[name])
+        return super().get(name)
+
+    def names(self) -> list[str]:
+        return sorted({*self._items, *self.builtin})
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items or name in self.builtin
+
+
+SOURCES = SourceRegistry("teacher source", BUILTIN)
 
 
 @dataclass
@@ -27,11 +63,27 @@ class TeacherOutputs:
 
 
 class TeacherSource:
-    """Base class. Subclasses set ``layers`` in ``attach`` and answer ``outputs``."""
+    """Base class. Subclasses build themselves in ``from_config``, set ``layers`` in
+    ``attach`` and answer ``outputs``."""
 
     def __init__(self):
         self.layers: list[str] = []
         self.wait_seconds = 0.0
+
+    @classmethod
+    def from_config(cls, cfg: DistillExperiment, teacher, device: torch.device,
+                    run_dir: Path) -> TeacherSource:
+        """The source of ``cfg`` (its settings: ``cfg.teacher.settings()``) for a run in
+        ``run_dir``."""
+        raise NotImplementedError(f"{cls.__name__} does not implement from_config")
+
+    @classmethod
+    def pipeline_draws(cls, cfg: DistillExperiment) -> int | None:
+        """How many augmentation draws the training pipeline must cycle through (None: a
+        fresh draw every epoch). A source that precomputes teacher outputs per (sample,
+        draw) says how many; reports then count one teacher pass per sample and draw
+        instead of one per image seen."""
+        return None
 
     def attach(self, layers: list[str], train_pipe) -> None:
         self.layers = list(layers)
@@ -54,49 +106,10 @@ class TeacherSource:
         """Release resources (processes, files)."""
 
 
-def freeze(model: nn.Module) -> nn.Module:
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+_ONLINE = ("OnlineSource", "TeacherRunner", "freeze")  # torch-side names, loaded on use
 
 
-class TeacherRunner:
-    """A frozen teacher with forward hooks on the requested layers."""
-
-    def __init__(self, teacher: nn.Module, layers: list[str], device: torch.device,
-                 amp: bool = True, layout: str = "auto"):
-        from edgedistill.models import FeatureExtractor
-
-        self.model = to_layout(freeze(teacher), device, layout)
-        self.device = device
-        self.amp = amp
-        self.extractor = FeatureExtractor(self.model, layers) if layers else None
-        self.layers = list(layers)
-
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> TeacherOutputs:
-        with autocast(self.device, self.amp):
-            logits = self.model(images.to(self.device, non_blocking=True))
-        feats = {p: self.extractor.features[p].float() for p in self.layers} \
-            if self.extractor else {}
-        return TeacherOutputs(logits.float(), feats)
-
-
-@SOURCES.register("online")
-class OnlineSource(TeacherSource):
-    """Teacher forward pass in this process, no_grad, eval mode, bf16 on CUDA."""
-
-    def __init__(self, teacher: nn.Module, device: torch.device, amp: bool = True):
-        super().__init__()
-        self.teacher = teacher
-        self.device = device
-        self.amp = amp
-        self.runner: TeacherRunner | None = None
-
-    def attach(self, layers: list[str], train_pipe) -> None:
-        super().attach(layers, train_pipe)
-        self.runner = TeacherRunner(self.teacher, self.layers, self.device, self.amp)
-
-    def outputs(self, batch) -> TeacherOutputs:
-        return self.runner(batch.images)
+def __getattr__(name: str):
+    if name not in _ONLINE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module("edgedistill.distill.online"), name)

@@ -1,4 +1,11 @@
-"""Trainer callbacks. ``on_epoch_end`` may return a reason string to halt."""
+"""Trainer callbacks: what happens around training (progress, teacher references,
+halting, run loggers) without the Trainer knowing about it.
+
+Per epoch the Trainer calls every callback's ``on_epoch_end`` (which may add keys to the
+record), then advances its counters and calls ``on_epoch_done`` (whatever a callback
+changes there is in the checkpoint written next). A callback stops training with
+``trainer.stop(info)``; ``info`` becomes ``summary.json``'s ``halted``.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +17,32 @@ class Callback:
     def on_train_start(self, trainer) -> None:
         """Called once before the first step (also after a resume)."""
 
+    def adjust_lr(self, trainer, lr: float) -> float:
+        """The learning rate of the next step, given the schedule's (default: unchanged)."""
+        return lr
+
     def on_step_end(self, trainer, step_metrics: dict[str, float]) -> None:
         """Called after every optimizer step."""
 
-    def on_epoch_end(self, trainer, record: dict[str, Any]) -> str | None:
-        """Called with the epoch's metrics; a returned string halts training."""
-        return None
+    def on_epoch_end(self, trainer, record: dict[str, Any]) -> None:
+        """Called with the epoch's metrics, before they are logged; may add to them."""
+
+    def on_epoch_done(self, trainer, record: dict[str, Any]) -> None:
+        """Called once the epoch is counted (``trainer.epoch`` is the next one) and in
+        ``trainer.records``, before the checkpoint is written."""
+
+    def on_train_end(self, trainer, summary: dict[str, Any]) -> None:
+        """Called after ``summary.json`` is written."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What this callback keeps in the trainer's checkpoint (top-level keys)."""
+        return {}
+
+    def load_state_dict(self, trainer, state: dict[str, Any]) -> None:
+        """Restore from a checkpoint (the trainer's own state is already loaded)."""
+
+    def close(self) -> None:
+        """Called when training ends, normally or not."""
 
 
 class PrintProgress(Callback):
@@ -57,7 +84,6 @@ class PrintProgress(Callback):
               f"({terms}) train_acc {record['train_acc']:.4f} test_acc {record['test_acc']:.4f}{val} "
               f"{record['images_per_s']:.0f} img/s {record['epoch_seconds']:.1f}s{extra}",
               flush=True)
-        return None
 
     def close(self) -> None:
         if self._progress is not None:
