@@ -109,3 +109,61 @@ def test_two_node_cluster_with_a_node_joining_mid_run(head, teacher_file, data, 
     finally:
         src.close()
     assert not ray.is_initialized()  # the source connected, so it disconnected
+
+
+def test_a_service_autoscales_onto_a_node_that_joins_mid_run(head, teacher_file, data,
+                                                             monkeypatch):
+    """A teacher service on a full one-CPU head: its student waits, the autoscaler finds no
+    room; a second node joins and the autoscaler starts a replica there within seconds,
+    which then answers, with every batch still accepted once."""
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    import ray
+
+    from edgedistill.config import PoolConfig
+    from edgedistill.elastic import BatchPlan
+    from edgedistill.elastic.cluster import connect, disconnect
+    from edgedistill.elastic.service import start_service, stop_service
+
+    address, nodes, logs = head
+    connect(address)
+    pool = {"replicas": [{"backend": "torch", "num_cpus": 1}], "max_in_flight": 2,
+            "deadline_s": 30.0, "autoscale": {"min_replicas": 1, "max_replicas": 2,
+                                              "interval_s": 1.0, "cooldown_s": 0.0}}
+    src, started = None, False
+    try:
+        start_service("grow", str(teacher_file), pool, [], BatchPlan(train_pipe(data)).inputs,
+                      None, timeout_s=240)
+        started = True
+        src = PoolSource(str(teacher_file), PoolConfig(service="grow", address=address), CPU)
+        pipe = train_pipe(data)
+        src.attach([], pipe)
+        keys, joined_at, grown_s = [], None, None
+        deadline = time.monotonic() + 400
+        for epoch in range(1000):
+            for batch in pipe.epoch(epoch):
+                src.outputs(batch)
+                keys.append((batch.epoch, batch.step))
+            rows = src.pool.health()
+            if joined_at is None and epoch >= 2:
+                assert [r["state"] for r in rows] == ["alive"], rows  # no room for a second
+                nodes.append(start_node(logs / "node2.log", f"--address={address}",
+                                        "--num-cpus=1"))
+                wait_for(lambda: len([n for n in ray.nodes() if n["Alive"]]) == 2, 180,
+                         "the second node did not join")
+                joined_at = time.monotonic()
+            alive = [r for r in rows if r["state"] == "alive"]
+            if joined_at and grown_s is None and len(alive) == 2:
+                grown_s = time.monotonic() - joined_at
+            if grown_s is not None and len({r["node"] for r in alive if r["served"]}) == 2:
+                break
+            assert time.monotonic() < deadline, f"no replica on the new node: {rows}"
+        assert grown_s < 120, grown_s  # a replica starts in ~10 s on a quiet 2-core machine
+        ledger = src.accounting()
+        assert ledger.served == keys and max(ledger.accepted.values()) == 1
+        assert all(ledger.accepted[k] == 1 for k in keys)
+    finally:
+        if src is not None:
+            src.close()
+        if started:
+            stop_service("grow")
+        disconnect()

@@ -208,6 +208,7 @@ def test_the_service_forgets_a_crashed_student_and_serves_another_process(
         src.close()
 
 
+@pytest.mark.slow
 def test_a_student_survives_a_service_restart_mid_epoch(cluster, teacher_file, data):
     serve("restart", teacher_file, data, replicas=1)
     logs: list[str] = []
@@ -240,3 +241,41 @@ def test_a_student_survives_a_service_restart_mid_epoch(cluster, teacher_file, d
         src.close()
         if restarted.is_set():
             stop_service("restart")
+
+
+@pytest.mark.slow
+def test_the_cli_serves_a_service_that_a_distill_run_attaches_to(cluster, teacher_file,
+                                                                 tmp_path, write_yaml):
+    """The user's path: `teachers serve`, `distill` with `teacher.pool.service` in another
+    process, `teachers status`, `teachers stop`; then the name is free again."""
+    from tests.conftest import run_cli
+    from tests.elastic.conftest import SYNTHETIC
+
+    path = write_yaml({
+        "name": "svc", "seed": 0,
+        "data": {"dataset": "synthetic", "options": SYNTHETIC, "batch_size": 32},
+        "teacher": {"source": str(teacher_file), "mode": "pool",
+                    "pool": {"replicas": [{"backend": "torch", "num_cpus": 0.5}],
+                             "max_in_flight": 2}},
+        "student": {"name": "resnet8", "kwargs": {"width": 0.5}},
+        "train": {"epochs": 1, "threads": 1, "progress": False}})
+    where = ["--address", cluster]
+    served = run_cli("teachers", "serve", str(path), "--name", "cli", *where, timeout=300)
+    try:
+        assert served.returncode == 0, served.stderr
+        assert "teacher service cli" in served.stdout and "alive" in served.stdout
+        run = run_cli("distill", str(path), "--set", "teacher.pool.service=cli", "--set",
+                      f"teacher.pool.address={cluster}", "--out", str(tmp_path / "run"),
+                      timeout=400)
+        assert run.returncode == 0, run.stderr
+        assert (tmp_path / "run" / "summary.json").exists()
+        shown = run_cli("teachers", "status", "cli", *where, timeout=120)
+        assert shown.returncode == 0, shown.stderr
+        assert "answers/s" in shown.stdout and "no student attached" in shown.stdout
+        answered = status("cli")["replicas"][0]["served"]
+        assert answered >= 16  # the run's epoch (and its evaluation needs none)
+    finally:
+        stopped = run_cli("teachers", "stop", "cli", *where, timeout=120)
+    assert stopped.returncode == 0, stopped.stderr
+    again = run_cli("teachers", "stop", "cli", *where, timeout=120)
+    assert again.returncode == 2 and "no teacher service 'cli'" in again.stderr
