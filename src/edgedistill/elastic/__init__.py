@@ -3,25 +3,22 @@
 ``PoolSource`` is the teacher source a Distiller uses (``teacher.mode: pool``);
 ``TeacherPool`` runs heterogeneous, elastic, fault-tolerant replicas; ``Autoscaler``
 grows the pool while the student waits and shrinks it while replicas idle.
+
+The names below load on first use, so mounting the ``teachers`` command does not import
+torch and Ray on every ``edgedistill`` call.
 """
 
-from edgedistill.elastic.plan import BatchPlan, Ledger
-from edgedistill.elastic.pool import TeacherPool
-from edgedistill.elastic.protocol import InputSpec, Reply, Request
-from edgedistill.elastic.scaler import Autoscaler
-from edgedistill.elastic.source import PoolSource
-from edgedistill.elastic.spec import AutoscaleSettings, ReplicaSpec, parse_replicas
+from importlib import import_module
 
-__all__ = [
-    "AutoscaleSettings",
-    "Autoscaler",
-    "BatchPlan",
-    "InputSpec",
-    "Ledger",
-    "PoolSource",
-    "Reply",
-    "ReplicaSpec",
-    "Request",
-    "TeacherPool",
-    "parse_replicas",
-]
+_EXPORTS = {
+    "BatchPlan": "plan", "Ledger": "plan", "TeacherPool": "pool", "InputSpec": "protocol",
+    "Reply": "protocol", "Request": "protocol", "Autoscaler": "scaler", "PoolSource": "source",
+    "AutoscaleSettings": "spec", "ReplicaSpec": "spec", "parse_replicas": "spec",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"edgedistill.elastic.{_EXPORTS[name]}"), name)
