@@ -111,3 +111,33 @@ def test_changed_settings_refuse_to_mix(tmp_path):
     with pytest.raises(UsageError, match="train.epochs"):
         check_unchanged(tmp_path, cell_config(longer, cell, technique, Path("t"), Path("c"),
                                               None), cell)
+
+
+def test_a_study_imports_its_plugins_and_hands_them_to_every_cell(tmp_path):
+    name = f"plug_{tmp_path.name}"
+    (tmp_path / "my_terms.py").write_text(
+        "from edgedistill.losses import LossTerm\n"
+        "from edgedistill.losses.registry import register\n\n\n"
+        f"@register({name!r})\n"
+        "class Zero(LossTerm):\n"
+        "    \"\"\"A loss that is always zero (a test plugin, 2026); default_weight 1.\"\"\"\n\n"
+        "    def __init__(self, student_layers: list[str] | None = None,\n"
+        "                 teacher_layers: list[str] | None = None, scale: float = 1.0):\n"
+        "        super().__init__(student_layers, teacher_layers)\n\n"
+        "    def forward(self, inputs):\n"
+        "        return inputs.student_logits.sum() * 0\n")
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(study_dict(TEACHER, plugins=["my_terms.py"],
+                                              techniques=["none", f"{name}+kd"])))
+    cfg = load_study(path)
+    assert cfg.plugins == [str((tmp_path / "my_terms.py").resolve())]
+    technique = resolve_techniques(cfg)[1]
+    assert [t.name for t in technique.losses] == ["ce", name, "kd"]
+    exp = cell_config(cfg, Cell("shallower", technique.label, 0), technique, Path("t"),
+                      Path("c"), threads=1)
+    assert exp.plugins == cfg.plugins
+    path.write_text(yaml.safe_dump(study_dict(TEACHER, plugins=["my_terms.py"], techniques=[
+        "none", {"label": "x", "losses": [{"name": name, "params": {"scael": 2}}]}])))
+    with pytest.raises(UsageError, match=f"unknown params key 'scael' for loss '{name}'; "
+                                         "allowed: scale"):
+        load_study(path)
