@@ -150,7 +150,8 @@ class StreamingPipeline:
                  drop_last: bool | None = None, device: str | torch.device = "cpu",
                  num_draws: int | None = None, workers: int = 2, prefetch: int = 2,
                  on_corrupt: str = "error", transform: str = "imagenet",
-                 transform_options: dict | None = None, log=print):
+                 transform_options: dict | None = None, shard: tuple[int, int] = (0, 1),
+                 log=print):
         if batch_size < 1:
             raise UsageError(f"batch_size must be >= 1, got {batch_size}")
         if seed < 0 or workers < 0 or prefetch < 1:
@@ -186,6 +187,23 @@ class StreamingPipeline:
         if len(self) == 0:
             raise UsageError(f"{data.name}: {len(data)} samples make no batch of {batch_size} "
                              "with drop_last")
+        self.shard(*shard)
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Yield slice ``rank`` of ``world_size`` of every batch, as ``BatchPipeline.shard``."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
+        if self.train and self.batch_size % world_size:
+            raise UsageError(f"data.batch_size {self.batch_size} does not split into "
+                             f"{world_size} equal slices (one per rank); make it a multiple "
+                             f"of {world_size}")
+        self.rank, self.world_size = rank, world_size
+
+    def shard_of(self, indices: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous piece of a global batch's indices."""
+        if self.world_size == 1:
+            return indices
+        return indices.tensor_split(self.world_size)[self.rank].clone()
 
     def __len__(self) -> int:
         n = len(self.data)
@@ -214,7 +232,7 @@ class StreamingPipeline:
         if not 0 <= step < len(self):
             raise IndexError(f"step {step} outside 0..{len(self) - 1}")
         start = step * self.batch_size
-        return self.order(epoch)[start:start + self.batch_size].clone()
+        return self.shard_of(self.order(epoch)[start:start + self.batch_size].clone())
 
     def content_key(self) -> str:
         """Everything that fixes the images of every (sample, draw): for the teacher cache."""
