@@ -2,16 +2,15 @@
 
 The Python API (``edgedistill.distill``, ``train``, ``evaluate``, ``export``,
 ``Distiller``, ``load_model``) lives in ``library.py`` and is loaded on first use, so
-``import edgedistill`` stays cheap (no torch until a function is called). ``train`` and
-``export`` are also sub-packages, made callable (``callable_package.py``).
+``import edgedistill`` stays cheap (no torch until a function is called). ``distill``,
+``train`` and ``export`` are also sub-packages, made callable (``callable_package.py``).
 """
 
 __version__ = "0.1.0"
 
-_API = {"distill": "library", "evaluate": "library", "Distiller": "library",
-        "load_model": "api"}
+_API = {"evaluate": "library", "Distiller": "library", "load_model": "api"}
 # sub-packages whose module objects are callable (callable_package.py)
-_CALLABLE = ("train", "export")
+_CALLABLE = ("distill", "train", "export")
 __all__ = [*_API, *_CALLABLE, "__version__"]
 
 

@@ -263,8 +263,8 @@ class Distiller(nn.Module):
     def __init__(self, student: nn.Module, teacher: nn.Module, losses: list | None = None,
                  *, example: torch.Tensor | None = None, amp: bool = False):
         from edgedistill.config import DistillExperiment, LossConfig, validate
+        from edgedistill.distill import OnlineSource
         from edgedistill.distill.distiller import Distiller as Core
-        from edgedistill.distill.sources import OnlineSource
 
         if losses is None:
             configs = DistillExperiment.model_fields["losses"].default

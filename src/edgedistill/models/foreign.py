@@ -285,15 +285,34 @@ def pretrained_state(name: str) -> dict[str, torch.Tensor]:
         weights = torchvision.models.get_model_weights(arch).DEFAULT
     except (ValueError, KeyError):
         raise UsageError(f"torchvision publishes no weights for {arch!r}") from None
-    chatter = io.StringIO()  # torch.hub prints "Downloading: ..." to stderr
+    chatter = io.StringIO()  # torch.hub prints "Downloading: ..." (to stdout)
     try:
-        with contextlib.redirect_stderr(chatter):
+        with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
             return weights.get_state_dict(progress=False, check_hash=True)
     except OSError as err:
         reason = getattr(err, "reason", None) or err.strerror or err
         raise UsageError(f"pretrained: true for {name} must download {weights.url} and "
                          f"cannot ({reason}); fetch that file where a network exists and "
                          "give it as weights: PATH") from None
+
+
+@contextlib.contextmanager
+def _hub_offline_if_unreachable():
+    """Without a route to the Hugging Face hub, use only its local cache: otherwise the
+    hub retries for most of a minute before giving up."""
+    import socket
+
+    import huggingface_hub.constants as hub
+
+    before = hub.HF_HUB_OFFLINE
+    try:
+        socket.getaddrinfo("huggingface.co", 443)
+    except OSError:
+        hub.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hub.HF_HUB_OFFLINE = before
 
 
 def _timm_pretrained(name: str, num_classes: int | None, in_channels: int | None,
@@ -305,7 +324,8 @@ def _timm_pretrained(name: str, num_classes: int | None, in_channels: int | None
              if v is not None}
     chatter = io.StringIO()
     try:
-        with contextlib.redirect_stderr(chatter):
+        with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter), \
+                _hub_offline_if_unreachable():
             return timm.create_model(arch, pretrained=True, **sizes, **options)
     except Exception as err:  # huggingface_hub raises several offline errors
         first = (str(err).splitlines() or [type(err).__name__])[0][:160]
