@@ -54,7 +54,8 @@ def _default_out(name: str) -> Path:
     return Path("runs") / name
 
 
-def _ranks(nproc: Optional[int], target: Path, resume: bool, halting_report: bool) -> bool:
+def _ranks(nproc: Optional[int], cfg, target: Path, resume: bool, halting_report: bool
+           ) -> bool:
     """Start ``nproc`` ranks of this very command (True: done here), or, inside a rank,
     quiet its stdout unless it is rank 0, so a job prints each line once."""
     import os
@@ -73,6 +74,7 @@ def _ranks(nproc: Optional[int], target: Path, resume: bool, halting_report: boo
         raise UsageError("--halting-report runs one process; drop --nproc")
     from edgedistill.api import check_run_dir
 
+    launch.check_splits(cfg.data.batch_size, nproc)
     check_run_dir(target, resume)
     try:
         launch.launch(nproc, launch.without_nproc(sys.argv[1:]), target)
@@ -110,7 +112,7 @@ def train(
 
     overrides = [*set_, *([f"train.device={device}"] if device else [])]
     cfg = load_config(config, TrainExperiment, overrides)
-    if _ranks(nproc, out or _default_out(cfg.name), resume, halting_report):
+    if _ranks(nproc, cfg, out or _default_out(cfg.name), resume, halting_report):
         return
     if halting_report:
         _halting_report(cfg, out or _default_out(cfg.name), resume)
@@ -153,7 +155,7 @@ def distill(
     ]
     cfg = load_config(config, DistillExperiment, overrides)
     target = out or _default_out(cfg.name)
-    if _ranks(nproc, target, resume, halting_report):
+    if _ranks(nproc, cfg, target, resume, halting_report):
         return
     if halting_report:
         _halting_report(cfg, target, resume)
@@ -269,6 +271,20 @@ def export(
 from edgedistill.study.cli import study  # noqa: E402  (the one study command)
 
 app.command()(study)
+
+
+@app.command("check")
+def check_(
+    config: Path,
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    kind: Optional[str] = typer.Option(None, help="train, distill, study or split (default: "
+                                       "told by the config's keys)"),
+):
+    """Validate a config, build its teacher and students, print the plan (no training)."""
+    from edgedistill.check import check
+
+    for line in check(config, set_, kind):
+        print(line)
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """One rank (or the single process) of the step-by-step comparison in ``test_ddp.py``.
 
-``python ddp_worker.py CONFIG.json OUT`` trains ``CONFIG`` (a TrainExperiment) with the
-real Trainer and writes this rank's loss of every step to ``OUT/steps-rank{R}.json``.
+``python ddp_worker.py CONFIG.json OUT [CONFIG.json OUT ...]`` trains each ``CONFIG`` (a
+TrainExperiment) with the real Trainer and writes this rank's loss of every step to
+``OUT/steps-rank{R}.json`` (one launch for several runs: starting ranks is the slow part).
 Started plainly it is the one-process run; under torchrun each rank is one of N. The
 model ``nobn`` is a small convnet without BatchNorm, whose step is the same math on any
 number of ranks; any other name comes from the zoo.
@@ -55,4 +56,5 @@ def main(config: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    for i in range(1, len(sys.argv), 2):
+        main(sys.argv[i], sys.argv[i + 1])

@@ -48,16 +48,33 @@ def launch(nproc: int, argv: list[str], run_dir: Path) -> None:
     args = get_args_parser().parse_args([
         "--standalone", f"--nproc-per-node={nproc}", "--max-restarts=0",
         f"--monitor-interval={MONITOR_S}", "-m", "edgedistill.cli", *argv])
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed.elastic"):  # its report becomes our one line
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         run(args)
     except ChildFailedError as err:
         raise failure_message(err, nproc, run_dir) from None
 
 
+def check_splits(batch_size: int, nproc: int) -> None:
+    """Refuse, before any rank starts, a batch that does not split into equal slices."""
+    if batch_size % nproc:
+        raise UsageError(f"data.batch_size {batch_size} does not split into {nproc} equal "
+                         f"slices (one per rank); make it a multiple of {nproc}")
+
+
+def _cause_order(kv) -> tuple:
+    """First the rank that died by a signal, then one that exited on its own, last those
+    the agent stopped with SIGTERM after the failure."""
+    rank, failure = kv
+    code = failure.exitcode
+    kind = 2 if code == -signal.SIGTERM else (0 if code < 0 else 1)
+    return failure.timestamp, kind, rank
+
+
 def failure_message(err, nproc: int, run_dir: Path) -> RankFailed:
-    rank, failure = min(err.failures.items(),
-                        key=lambda kv: (kv[1].timestamp, kv[1].exitcode >= 0, kv[0]))
+    rank, failure = min(err.failures.items(), key=_cause_order)
     if failure.exitcode < 0:
         try:
             how = f"was killed by {signal.Signals(-failure.exitcode).name}"
