@@ -52,6 +52,7 @@ class ServiceClient:
         self.dropped = self.reconnects = 0
         self.known = False  # whether the service has answered this student yet
         self.waited_s = 0.0
+        self.fresh = 0  # answers taken since the last collect
         self.owns_ray = cluster.connect(address or "auto")
         try:
             self.actor = find_service(name)
@@ -83,6 +84,10 @@ class ServiceClient:
         ticket = Ticket(request.key, -1, None, time.monotonic())
         self.tickets[request.key] = ticket
         self.requests[request.key] = request
+        try:  # answers that came meanwhile are taken now, so the student need not wait
+            self._take()
+        except self._ray.exceptions.RayError:
+            pass  # the service is gone: the next collect waits for it
         self.calls.append(self.actor.exchange.remote(self.id, [request], self.waited_s, 0.0))
         return ticket
 
@@ -92,7 +97,8 @@ class ServiceClient:
         ray = self._ray
         tic = time.perf_counter()
         try:
-            if not self._take():
+            self._take()
+            if not self.fresh:
                 call = self.actor.exchange.remote(self.id, [], self.waited_s, timeout)
                 self.calls.append(call)
                 if not ray.wait([call], timeout=timeout + CALL_SLACK_S)[0]:
@@ -102,25 +108,24 @@ class ServiceClient:
                 ray.exceptions.ActorUnavailableError) as err:
             self._reconnect(type(err).__name__)
         finally:
+            self.fresh = 0
             self.waited_s += time.perf_counter() - tic
 
-    def _take(self) -> int:
-        """Settle the exchange calls that finished; returns how many answers they brought."""
+    def _take(self) -> None:
+        """Settle the exchange calls that finished."""
         if not self.calls:
-            return 0
+            return
         ready = set(self._ray.wait(self.calls, num_returns=len(self.calls), timeout=0)[0])
         self.calls = [c for c in self.calls if c not in ready]
-        got, forgotten = 0, False
+        forgotten = False
         for ref in ready:
             answers, self.state = self._ray.get(ref)
             forgotten |= self.state["new"] and self.known
-            got += len(answers)
             for reply in answers:
                 self._accept(reply)
         self.known = True
         if forgotten:  # silent too long (a long pause): the service dropped our queue
             self._resend()
-        return got
 
     def _accept(self, reply: Reply) -> None:
         ticket = self.tickets.get(reply.key)
@@ -128,6 +133,7 @@ class ServiceClient:
             self.dropped += 1  # abandoned by a window restart, or answered already
             return
         ticket.reply = reply
+        self.fresh += 1
         del self.tickets[reply.key]
         self.requests.pop(reply.key, None)
 
