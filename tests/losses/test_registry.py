@@ -34,3 +34,21 @@ def test_unknown_name_lists_the_choices():
 
 def test_build_loss_passes_params():
     assert build_loss("kd", temperature=2.5).temperature == 2.5
+
+
+def test_loss_config_checks_name_and_params_against_the_loss_signature():
+    from edgedistill.config import LossConfig
+
+    with pytest.raises(ValueError, match="unknown loss 'hinton'; choose one of: ab, at"):
+        LossConfig(name="hinton")
+    with pytest.raises(ValueError, match="unknown params key 'temprature' for loss 'kd'; "
+                                         "allowed: start_epoch, temperature"):
+        LossConfig(name="kd", params={"temprature": 2})
+    with pytest.raises(ValueError, match="loss 'dkd' warmup_epochs: Input should be greater"):
+        LossConfig(name="dkd", params={"warmup_epochs": -1})
+    with pytest.raises(ValueError, match="loss 'crd' queue_size: Input should be a valid int"):
+        LossConfig(name="crd", params={"queue_size": "big"})
+    typed = LossConfig(name="reviewkd", params={"mid_channels": "32"})
+    assert typed.params == {"mid_channels": 32} and typed.weight is None
+    assert build_loss("reviewkd", student_layers=["a"], teacher_layers=["b"],
+                      **typed.params).mid_channels == 32
