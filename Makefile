@@ -12,6 +12,7 @@ setup: $(STAMP) data
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps compressai==1.2.8  # see pyproject: entropy
 	touch $(STAMP)
 
 data:

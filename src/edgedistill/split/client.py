@@ -1,8 +1,8 @@
 """The device side: run the head in ONNX Runtime, quantize, send, get the prediction.
 
 Each call returns its timing breakdown: ``head`` (normalize + encoder), ``encode``
-(quantize + wire format), ``network`` (round trip minus the time the server
-reports for itself, so it holds transmission, delay and both HTTP stacks),
+(quantize or entropy-code, + wire format), ``network`` (round trip minus the time the
+server reports for itself, so it holds transmission, delay and both HTTP stacks),
 ``queue`` and ``tail`` (server side: waiting for a batch, decoder + tail) and
 ``total`` (wall time of the call). Byte counts are exact: the wire message, the
 whole request (request line + headers + body) and the whole response.
@@ -32,7 +32,7 @@ from edgedistill.split.images import encode_image, normalize_uint8, to_array
 from edgedistill.split.model import bottleneck_dir, read_meta
 from edgedistill.split.quantize import quantize
 from edgedistill.split.shaper import Link, precise_sleep
-from edgedistill.split.wire import MEDIA_TYPE, encode
+from edgedistill.split.wire import MEDIA_TYPE, decode, encode, encode_entropy
 
 
 def _ms(since: float) -> float:
@@ -50,6 +50,25 @@ def response_bytes(response: httpx.Response) -> int:
     return line + headers + 2 + len(response.content)
 
 
+def bottleneck_codec(run_dir: str | Path, name: str, wire: dict):
+    """``(to_message, from_message)`` of bottleneck ``name``: z (N, C, H, W) -> wire bytes
+    and back to values, by its codec (``split.json``): 8-bit codes with the run's wire
+    settings, or the entropy bottleneck's bitstreams."""
+    row = next(b for b in read_meta(run_dir)["bottlenecks"] if b["name"] == name)
+    if row.get("codec", "8bit") == "entropy":
+        from edgedistill.split.entropy import EntropyCodec
+
+        codec = EntropyCodec.from_dir(Path(run_dir) / name)
+
+        def from_entropy(message: bytes) -> np.ndarray:
+            got = decode(message)
+            return codec.decode(got.streams, got.shape)
+
+        return (lambda z: encode_entropy(codec.encode(z), z.shape)), from_entropy
+    return (lambda z: encode(quantize(z, wire["per_channel"]), wire["compression"],
+                             wire.get("level"))), (lambda message: decode(message).to_float())
+
+
 class SplitClient:
     """One device talking to one edge server about one bottleneck of a split run."""
 
@@ -65,10 +84,12 @@ class SplitClient:
         self.mean, self.std = meta["mean"], meta["std"]
         self.input_shape = tuple(meta["input_shape"])
         self.classes = meta["classes"]
-        wire = meta["wire"]
-        self.per_channel = wire["per_channel"] if per_channel is None else per_channel
-        self.compression = wire["compression"] if compression is None else compression
-        self.level = wire.get("level")
+        wire = dict(meta["wire"])
+        if per_channel is not None:
+            wire["per_channel"] = per_channel
+        if compression is not None:
+            wire["compression"] = compression
+        self.to_message = bottleneck_codec(run_dir, self.bottleneck.name, wire)[0]
         self.link = link
         if device_slowdown < 1:
             raise UsageError(f"device_slowdown must be >= 1, got {device_slowdown}")
@@ -128,7 +149,7 @@ class SplitClient:
         z = run_session(self.head, normalize_uint8(images, self.mean, self.std))
         head_ms = self._device_ms(start, cpu)
         tic, cpu = time.perf_counter(), time.thread_time()
-        message = encode(quantize(z, self.per_channel), self.compression, self.level)
+        message = self.to_message(z)
         encode_ms = self._device_ms(tic, cpu)
         answer, rtt, sent, received = self._post("/v1/split", message, MEDIA_TYPE)
         return self._result(answer, start, rtt, sent, received, len(message),

@@ -19,19 +19,29 @@ class SplitTeacherConfig(Strict):
 
 
 class BottleneckConfig(Strict):
-    """One head is trained per entry of ``channels``; the other keys are shared."""
+    """One head is trained per entry of ``channels`` (x ``betas``); the other keys are shared."""
 
     channels: list[int] = Field([1, 2, 4, 8], min_length=1)
     width: int = Field(64, ge=1, description="channels inside encoder and decoder")
     extra_downsample: int = Field(0, ge=0, description="halvings beyond the teacher head's")
     encoder_layers: int = Field(0, ge=0, description="stride-1 conv blocks after downsampling")
     decoder_layers: int = Field(1, ge=0, description="conv blocks after upsampling")
+    betas: list[float] = Field([], description=(
+        "entropy-coded heads (CompressAI EntropyBottleneck), one per channels x beta, "
+        "trained on task loss + beta * bits per sample; empty: 8-bit heads"))
 
     @field_validator("channels")
     @classmethod
     def _channels(cls, value: list[int]) -> list[int]:
         if any(c < 1 or c > 256 for c in value) or len(set(value)) != len(value):
             raise ValueError("bottleneck channels must be distinct integers in 1..256")
+        return value
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, value: list[float]) -> list[float]:
+        if any(not b >= 0 for b in value) or len(set(value)) != len(value):
+            raise ValueError("bottleneck betas must be distinct numbers >= 0, e.g. [0.001, 0.01]")
         return value
 
 

@@ -1,8 +1,9 @@
 """The numbers of the bottleneck table: accuracy float and over the wire, bytes, FLOPs.
 
 Quantized accuracy is measured through the real wire path, one message per test
-image (quantize, encode, decode, dequantize), so the accuracy and the bytes per
-sample are those of the requests a device would send.
+image (quantize, encode, decode, dequantize; for an entropy bottleneck: rANS-encode,
+message, decode), so the accuracy and the bytes per sample are those of the requests a
+device would send.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgedistill.split.entropy import EntropyCodec, EntropyHead
 from edgedistill.split.model import SplitModel
 from edgedistill.split.quantize import quantize
-from edgedistill.split.wire import decode, encode
+from edgedistill.split.wire import decode, encode, encode_entropy
 
 
 def wire_roundtrip(z: np.ndarray, per_channel: bool, compression: str,
@@ -29,11 +31,31 @@ def wire_roundtrip(z: np.ndarray, per_channel: bool, compression: str,
     return received, sizes
 
 
+def entropy_roundtrip(z: np.ndarray, codec: EntropyCodec) -> tuple[np.ndarray, list[int]]:
+    """``wire_roundtrip`` for an entropy bottleneck: one coded message per sample."""
+    received, sizes = np.empty_like(z, dtype=np.float32), []
+    for i in range(z.shape[0]):
+        message = encode_entropy(codec.encode(z[i:i + 1]), z[i:i + 1].shape)
+        sizes.append(len(message))
+        got = decode(message)
+        received[i:i + 1] = codec.decode(got.streams, got.shape)
+    return received, sizes
+
+
+def roundtrip(model: SplitModel, wire):
+    """The wire path of ``model``'s head: z -> (values received, bytes per message)."""
+    if isinstance(model.head, EntropyHead):
+        codec = EntropyCodec(model.head.entropy)
+        return lambda z: entropy_roundtrip(z, codec)
+    return lambda z: wire_roundtrip(z, wire.per_channel, wire.compression, wire.level)
+
+
 @torch.no_grad()
 def evaluate_split(model: SplitModel, pipe, wire, device: torch.device) -> dict[str, Any]:
     """Float and quantized accuracy, head MSE vs the teacher head, bytes per sample."""
     model.eval()
     server = model.server_part()
+    send = roundtrip(model, wire)
     correct_f = correct_q = seen = 0
     mse_sum, sizes = 0.0, []
     for batch in pipe.epoch(0):
@@ -42,8 +64,7 @@ def evaluate_split(model: SplitModel, pipe, wire, device: torch.device) -> dict[
         decoded = model.head.decoder(z)
         mse_sum += torch.mean((decoded - model.teacher_head(x)) ** 2).item() * len(y)
         correct_f += (model.tail(decoded).argmax(1) == y).sum().item()
-        zq, batch_sizes = wire_roundtrip(z.float().cpu().numpy(), wire.per_channel,
-                                         wire.compression, wire.level)
+        zq, batch_sizes = send(z.float().cpu().numpy())
         sizes += batch_sizes
         correct_q += (server(torch.from_numpy(zq).to(device)).argmax(1) == y).sum().item()
         seen += len(y)

@@ -25,13 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgedistill.split.client import request_bytes
+from edgedistill.split.client import bottleneck_codec, request_bytes
 from edgedistill.split.images import FORMATS, decode_image, encode_image, normalize_uint8
 from edgedistill.split.model import load_split, read_meta
 from edgedistill.split.planner import ComputeProfile, Option
-from edgedistill.split.quantize import quantize
 from edgedistill.split.shaper import precise_sleep
-from edgedistill.split.wire import MEDIA_TYPE, decode, encode
+from edgedistill.split.wire import MEDIA_TYPE
 
 RESPONSE_BYTES = 230  # status line, uvicorn's 4 headers and a one-prediction JSON body
 REPEATS = 30
@@ -103,14 +102,6 @@ def header_bytes(path: str, content_type: str, token_chars: int = 43,
     return request_bytes(request, 0)
 
 
-def to_wire(z: np.ndarray, wire: dict) -> bytes:
-    return encode(quantize(z, wire["per_channel"]), wire["compression"], wire.get("level"))
-
-
-def from_wire(message: bytes) -> np.ndarray:
-    return decode(message).to_float()
-
-
 def split_options(run_dir: Path, test_images: np.ndarray, device: ComputeProfile,
                   server: ComputeProfile, server_backend: str = "onnx",
                   samples: int = 10) -> tuple[list[Option], dict[str, Any]]:
@@ -143,7 +134,8 @@ def split_options(run_dir: Path, test_images: np.ndarray, device: ComputeProfile
         model = load_split(bdir)
         with torch.inference_mode():
             z = model.device_part(torch.from_numpy(x)).numpy()
-        zs = [(z[i:i + 1], meta["wire"]) for i in range(len(z))]
+        to_wire, from_wire = bottleneck_codec(run_dir, row["name"], meta["wire"])
+        zs = [(z[i:i + 1],) for i in range(len(z))]
         steps[f"{row['name']} head"] = (
             onnx_step(model.device_part, shape, bdir / "head.onnx", mean, std), images)
         steps[f"{row['name']} tail"] = (

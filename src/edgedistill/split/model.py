@@ -17,8 +17,14 @@ import torch
 from torch import nn
 
 from edgedistill.errors import UsageError
+from edgedistill.registry import Registry
 from edgedistill.split.bottleneck import BottleneckHead
+from edgedistill.split.entropy import EntropyHead, fit_tables
 from edgedistill.split.splitter import resolve_split_point, split_model
+
+HEADS = Registry("split head", skip=("in_shape", "out_shape", "channels"))
+HEADS.register("8bit", "encoder-decoder head, bottleneck sent as 8-bit codes")(BottleneckHead)
+HEADS.register("entropy", "encoder-decoder head, bottleneck entropy coded")(EntropyHead)
 
 
 class ServerPart(nn.Module):
@@ -88,7 +94,8 @@ def build_split(spec: dict[str, Any]) -> SplitModel:
     if spec.get("kind") != "split":
         raise UsageError("these weights are not a split model (no split spec)")
     teacher = create_model(**spec["teacher"])
-    return SplitModel(teacher, spec["split_at"], BottleneckHead(**spec["head"]))
+    head = dict(spec["head"])
+    return SplitModel(teacher, spec["split_at"], HEADS.get(head.pop("kind", "8bit"))(**head))
 
 
 def load_split(run_dir: str | Path) -> SplitModel:
@@ -101,6 +108,7 @@ def load_split(run_dir: str | Path) -> SplitModel:
         raise UsageError(f"{run_dir} holds no trained split model (no model.safetensors)")
     tensors, spec = load_weights(path)
     model = build_split(spec)
+    fit_tables(model, tensors)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as err:

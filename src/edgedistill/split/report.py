@@ -28,6 +28,7 @@ def bottleneck_row(model: SplitModel, name: str, channels: int, stage: str,
     scores = evaluate_split(model, test_pipe, wire, device)
     costs = compute_costs(model, input_shape)
     return {"name": name, "channels": channels, "stage": stage,
+            "codec": model.head.spec.get("kind", "8bit"), "beta": model.head.spec.get("beta"),
             "bottleneck_shape": list(model.head.bottleneck_shape), **scores, **costs,
             "epochs": summary.get("epochs_run"), "train_seconds": summary.get("wall_seconds")}
 
@@ -60,7 +61,8 @@ def table_markdown(meta: dict, rows: list[dict], inputs: dict, chosen: str) -> s
     head = [{
         "option": f"{r['name']}{' (chosen)' if r['name'] == chosen else ''}",
         "bottleneck": "x".join(map(str, r["bottleneck_shape"])),
-        "acc float": f"{r['acc_float']:.4f}", "acc wire (8-bit)": f"{r['acc_quantized']:.4f}",
+        "codec": r["codec"] + (f" beta {r['beta']:g}" if r["beta"] is not None else ""),
+        "acc float": f"{r['acc_float']:.4f}", "acc wire": f"{r['acc_quantized']:.4f}",
         "vs teacher (pt)": f"{100 * (r['acc_quantized'] - teacher_acc):+.2f}",
         "bytes/sample": f"{r['bytes_per_sample']:.1f}",
         "JPEG-95 / split": f"{jpeg95 / r['bytes_per_sample']:.1f}x",
@@ -73,18 +75,19 @@ def table_markdown(meta: dict, rows: list[dict], inputs: dict, chosen: str) -> s
     return (f"# split at `{meta['split_at']}` of {meta['teacher_spec']['name']} "
             f"({meta['dataset']}, {meta['test_images']} test images, input "
             f"{'x'.join(map(str, meta['input_shape']))})\n\n"
-            f"Teacher accuracy {teacher_acc:.4f}. Wire: 8-bit "
+            f"Teacher accuracy {teacher_acc:.4f}. Wire (codec 8bit): 8-bit "
             f"{'per-channel' if meta['wire']['per_channel'] else 'per-tensor'}, "
-            f"compression {meta['wire']['compression']}; bytes are whole messages "
-            "(header included), one image per message.\n\n"
+            f"compression {meta['wire']['compression']}; codec entropy: CompressAI "
+            "EntropyBottleneck bitstreams; bytes are whole messages (header included), one "
+            "image per message.\n\n"
             + markdown_table(head) + "\n" + markdown_table(sent))
 
 
 def write_report(run_dir: Path, meta: dict, rows: list[dict], inputs: dict,
                  tolerance: float) -> dict[str, Any]:
     chosen = choose(rows, meta["teacher_acc"], tolerance)
-    keep = ("name", "channels", "stage", "bottleneck_shape", "acc_float", "acc_quantized",
-            "bytes_per_sample", "head_flops", "decoder_flops", "tail_flops", "teacher_flops")
+    keep = ("name", "channels", "stage", "codec", "beta", "bottleneck_shape", "acc_float",
+            "acc_quantized", "bytes_per_sample", "head_flops", "decoder_flops", "tail_flops", "teacher_flops")
     split = {**meta, "chosen": chosen, "tolerance": tolerance, "inputs": inputs,
              "bottlenecks": [{k: r[k] for k in keep} for r in rows]}
     (run_dir / "split.json").write_text(json.dumps(split, indent=2))

@@ -97,8 +97,13 @@ class SplitService:
                                    weights, threads)
             run_teacher = onnx_runner(teacher, input_shape, bdir / "export" / "teacher.onnx",
                                       weights, threads)
+        entropy = None
+        if hasattr(model.head, "entropy"):
+            from edgedistill.split.entropy import EntropyCodec
+
+            entropy = EntropyCodec(model.head.entropy)
         return cls(bdir.name, z_shape, input_shape, meta["mean"], meta["std"],
-                   meta["classes"], run_tail, run_teacher, backend)
+                   meta["classes"], run_tail, run_teacher, backend, entropy)
 
     def normalize(self, images: np.ndarray) -> np.ndarray:
         return normalize_uint8(images, self.mean, self.std)

@@ -22,9 +22,8 @@ from torch import nn
 from edgedistill import api
 from edgedistill.errors import UsageError
 from edgedistill.models import FeatureExtractor, resolve_layer_aliases
-from edgedistill.split.bottleneck import BottleneckHead
 from edgedistill.split.config import SplitExperiment
-from edgedistill.split.model import SplitModel, head_output_shape
+from edgedistill.split.model import HEADS, SplitModel, head_output_shape
 from edgedistill.train.callbacks import Callback, PrintProgress
 from edgedistill.train.trainer import Trainer, evaluate
 
@@ -87,6 +86,79 @@ class KDTask(nn.Module):
         if self.ce_weight:
             losses["ce"] = self.ce_weight * F.cross_entropy(logits, batch.labels)
         return logits, losses
+
+
+class RateHNDTask(HNDTask):
+    """HND through an entropy bottleneck: ``mse + beta * bits per sample + aux``, the
+    bottleneck noised as in training (``EntropyHead.rate``)."""
+
+    def __init__(self, model: SplitModel, beta: float):
+        super().__init__(model)
+        self.beta = beta
+
+    def forward(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        head, x = self.model.head, batch.images
+        with torch.no_grad():
+            target = self.model.teacher_head(x)
+        z_hat, bits = head.rate(x)
+        out = head.decoder(z_hat)
+        losses = {"hnd": F.mse_loss(out, target), "rate": self.beta * bits,
+                  "aux": head.aux_loss()}
+        with torch.no_grad():
+            return self.model.tail(out), losses
+
+
+class RateKDTask(KDTask):
+    """The KD stage through an entropy bottleneck: KD (+ CE) + ``beta * bits`` + aux."""
+
+    def __init__(self, model: SplitModel, temperature: float, kd_weight: float,
+                 ce_weight: float, beta: float):
+        super().__init__(model, temperature, kd_weight, ce_weight)
+        self.beta = beta
+
+    def forward(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        from edgedistill.losses.kd import kd_divergence
+
+        head = self.model.head
+        with torch.no_grad():
+            teacher_logits = self.model.teacher(batch.images)
+        z_hat, bits = head.rate(batch.images)
+        logits = self.model.tail(head.decoder(z_hat))
+        losses = {"kd": self.kd_weight * kd_divergence(logits, teacher_logits, self.temperature),
+                  "rate": self.beta * bits, "aux": head.aux_loss()}
+        if self.ce_weight:
+            losses["ce"] = self.ce_weight * F.cross_entropy(logits, batch.labels)
+        return logits, losses
+
+
+def head_stages(cfg: SplitExperiment, model: SplitModel, name: str, tail_layers: list[str],
+                beta: float | None) -> list[tuple]:
+    """``(run name, stage, config, task)`` of one head: HND, then the optional KD stage;
+    with a ``beta``, their entropy-bottleneck versions."""
+    ft = cfg.finetune
+    if beta is None:
+        stages = [(name, "hnd", cfg, HNDTask(model, tail_layers, cfg.hnd.tail_weight))]
+        kd = KDTask(model, ft.temperature, ft.kd_weight, ft.ce_weight)
+    else:
+        if tail_layers:
+            raise UsageError("hnd.tail_layers (generalized HND) is not supported with "
+                             "bottleneck.betas (entropy-coded heads); leave one of them empty")
+        stages = [(name, "hnd", cfg, RateHNDTask(model, beta))]
+        kd = RateKDTask(model, ft.temperature, ft.kd_weight, ft.ce_weight, beta)
+    if ft.epochs:
+        stages.append((f"{name}-kd", "kd", _finetune_cfg(cfg), kd))
+    return stages
+
+
+def _fix_entropy_tables(model: SplitModel, run: Path) -> None:
+    """After a stage of an entropy head: fix its CDF tables and store them with the
+    weights (``model.safetensors``) and for the device (``entropy.safetensors``)."""
+    from edgedistill.split.entropy import EntropyCodec
+    from edgedistill.train.checkpoint import save_weights
+
+    model.head.fix_tables()
+    save_weights(run / "model.safetensors", model.state_dict(), model.spec)
+    EntropyCodec(model.head.entropy).save(run)
 
 
 class TeacherAccuracy(Callback):
@@ -168,23 +240,26 @@ def train_heads(cfg: SplitExperiment, run_dir: Path, teacher: nn.Module, pipes, 
     tail_layers = resolve_layer_aliases(teacher, cfg.hnd.tail_layers)
     out_shape = head_output_shape(teacher, cfg.teacher.split_at, input_shape)
     b = cfg.bottleneck
-    for channels in b.channels:
-        head = BottleneckHead(input_shape, out_shape, channels, b.width, b.extra_downsample,
-                              b.encoder_layers, b.decoder_layers)
+    shared = {"width": b.width, "extra_downsample": b.extra_downsample,
+              "encoder_layers": b.encoder_layers, "decoder_layers": b.decoder_layers}
+    for channels, beta in [(c, beta) for c in b.channels for beta in (b.betas or [None])]:
+        if beta is None:
+            head = HEADS.get("8bit")(input_shape, out_shape, channels, **shared)
+            name = f"c{channels}"
+        else:
+            head = HEADS.get("entropy")(input_shape, out_shape, channels, **shared, beta=beta)
+            name = f"c{channels}-e{beta:g}"
         model = SplitModel(teacher, cfg.teacher.split_at, head, keep=tail_layers)
         callbacks: list[Callback] = [TeacherAccuracy(teacher_acc), HeadMSE(model, pipes[1])]
         if progress and cfg.train.progress:
             callbacks.append(PrintProgress())
-        name = f"c{channels}"
-        stages = [(name, "hnd", cfg, HNDTask(model, tail_layers, cfg.hnd.tail_weight))]
-        if cfg.finetune.epochs:
-            ft = cfg.finetune
-            stages.append((f"{name}-kd", "kd", _finetune_cfg(cfg),
-                           KDTask(model, ft.temperature, ft.kd_weight, ft.ce_weight)))
-        for stage_name, stage, stage_cfg, task in stages:
+        for stage_name, stage, stage_cfg, task in head_stages(cfg, model, name, tail_layers,
+                                                              beta):
             torch.manual_seed(cfg.seed)
             summary = _fit(task, stage_cfg, pipes, run_dir / stage_name, callbacks, device, resume)
             getattr(task, "close", lambda: None)()
+            if beta is not None:
+                _fix_entropy_tables(model, run_dir / stage_name)
             export_onnx(model.device_part, (1, *input_shape), run_dir / stage_name / "head.onnx")
             model.to(device)
             yield stage_name, channels, stage, summary, model
