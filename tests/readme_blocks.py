@@ -1,8 +1,8 @@
 """The code blocks of a markdown file, and the shell commands in them.
 
 ``tests/test_readme.py`` runs what README.md shows; this module only reads it. Fenced
-blocks carry their language (```` ```bash ````, ```` ```yaml ````, ```` ```text ````; an
-unlabelled fence is ``""``); an indented block (four spaces after a blank line, outside
+blocks carry their language (```` ```bash ````, ```` ```yaml ````, ```` ```python ````,
+```` ```text ````; an unlabelled fence is ``""``); an indented block (four spaces after a blank line, outside
 a fence) counts as a command block, as the README uses them for commands.
 """
 
@@ -126,6 +126,16 @@ def read_commands(block: Block) -> list[Command]:
         if tokens:
             commands.append(Command(text, start, block, tokens))
     return commands
+
+
+PY_FILE = re.compile(r"# ([\w./-]+\.py)\n")
+
+
+def python_file(block: Block) -> str | None:
+    """The file a ``python`` block is saved as when its first line is ``# NAME.py`` (a
+    module the blocks after it import); None for a block that runs as a script."""
+    match = PY_FILE.match(block.text)
+    return match.group(1) if match else None
 
 
 def readme_blocks(path: Path) -> list[Block]:

@@ -27,13 +27,13 @@ import yaml
 from edgedistill import api
 from edgedistill.config import DistillExperiment, load_config
 from edgedistill.split.config import SplitExperiment
-from tests.readme_blocks import Block, read_blocks, read_commands, readme_blocks
+from tests.readme_blocks import Block, python_file, read_blocks, read_commands, readme_blocks
 from tests.readme_check import ROOT, Walk, as_config, dry_parse
 
 README = ROOT / "README.md"
 BIN = Path(sys.executable).parent
 PATH = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-KINDS = {"bash", "indented", "yaml", "text"}  # text blocks are shown, not run
+KINDS = {"bash", "indented", "yaml", "python", "text"}  # text blocks are shown, not run
 RUNS = {"edgedistill", "python", "chmod"}  # programs the slow test runs
 MADE_FROM_YAML = "my_experiment.yaml"  # the README's name for "the YAML block above"
 CLUSTER = "needs a multi-machine Ray cluster (tests/elastic test a real local one)"
@@ -153,8 +153,8 @@ def test_yaml_block_validates_and_builds(block):
     from edgedistill.elastic.spec import parse_autoscale, parse_replicas
 
     schema, raw, _ = as_config(block)
-    if schema is not DistillExperiment:
-        return
+    if schema is not DistillExperiment or uses_readme_files(block):
+        return  # a block on the README's own .py files is built in test_python_blocks_run
     cfg = DistillExperiment.model_validate(raw)
     if cfg.teacher.mode == "pool":
         parse_replicas(cfg.teacher.pool.replicas)
@@ -166,6 +166,46 @@ def test_yaml_block_validates_and_builds(block):
     distiller.setup(None, FakeBatch())
     logits, losses = distiller(FakeBatch())
     assert logits.shape == (4, 10) and all(torch.isfinite(v) for v in losses.values())
+
+
+def python_blocks() -> list[Block]:
+    return [b for b in readme_blocks(README) if b.kind == "python"]
+
+
+def uses_readme_files(block: Block) -> bool:
+    return any(f"{python_file(b)}:" in block.text for b in python_blocks() if python_file(b))
+
+
+def test_python_blocks_run(tmp_path, monkeypatch):
+    """The Python blocks run in README order in a fresh folder (``# NAME.py`` blocks are
+    saved as that file first), as one script in a new interpreter; then the YAML blocks
+    that name those files validate there and build their teacher (with the weights the
+    script saved) and student."""
+    from edgedistill.distill.run import build_student
+
+    blocks = python_blocks()
+    assert blocks, "the README lost its Python example?"
+    script = []
+    for block in blocks:
+        name = python_file(block)
+        if name:
+            (tmp_path / name).write_text(block.text)
+        else:
+            script.append(block.text)
+    (tmp_path / "readme_example.py").write_text("\n".join(script))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, "readme_example.py"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    yamls = [b for b in yaml_blocks() if uses_readme_files(b)]
+    assert yamls, "the README lost its YAML factory example?"
+    monkeypatch.chdir(tmp_path)
+    for block in yamls:
+        cfg = DistillExperiment.model_validate(as_config(block)[1])
+        teacher = api.load_model(cfg.teacher.source, 10, 1)
+        assert teacher.weights_info["loaded_keys"] > 0
+        student = build_student(cfg.student, teacher, 10, 1)
+        assert student(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_pool_examples_fit_the_two_core_machine_they_are_shown_on():

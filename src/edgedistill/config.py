@@ -104,6 +104,23 @@ class ModelConfig(Strict):
         return self
 
 
+def model_mapping(raw: dict) -> ModelConfig:
+    """A mapping as ``ModelConfig``, its problems in one ``ValueError`` naming the keys (a
+    union field would otherwise report every member's complaint)."""
+    try:
+        return ModelConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            key = ".".join(str(p) for p in e["loc"])
+            if e["type"] == "extra_forbidden":
+                problems.append(f"unknown key {key!r}; allowed keys here: "
+                                f"{', '.join(ModelConfig.model_fields)}")
+            else:
+                problems.append(f"{key + ': ' if key else ''}{e['msg'].removeprefix('Value error, ')}")
+        raise ValueError("; ".join(problems)) from None
+
+
 def check_model_fields(cfg: Any, others: str) -> None:
     """Shared by model and student configs: one way to name the model, a factory that
     looks like one, weights only with a model to load them into."""
@@ -343,6 +360,12 @@ class TeacherConfig(Strict):
     source: str | ModelConfig = Field(
         ..., description="zoo:NAME, a run directory, a checkpoint file, or a model "
         "({factory: pkg.mod:fn, kwargs: {}, weights: PATH} or {name: torchvision:NAME, ...})")
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _model_source(cls, value: Any) -> Any:
+        return model_mapping(value) if isinstance(value, dict) else value
+
     mode: str = Field("online", description="the teacher source: online, cache, pool or a "
                       "plugin's (distill/sources.py SOURCES)")
     cache: CacheConfig = CacheConfig()
