@@ -19,6 +19,7 @@ from edgedistill.split.planner import (
     options_json,
     plan,
     plan_markdown,
+    split_vs_local,
 )
 from edgedistill.split.shaper import SPIN_S, Link, TokenBucket, precise_sleep
 
@@ -235,3 +236,50 @@ def test_link_takes_bytes_over_rate_plus_delay():
     assert clock.now == pytest.approx(0.03 + 0.43 + 0.07 + 0.03)
     with pytest.raises(UsageError):
         Link(0)
+
+
+LOCAL = [
+    Option("teacher on device", 0.92, device_ms=60.0, kind="teacher"),
+    Option("local mobilenetv2", 0.89, device_ms=12.0, kind="local"),
+    Option("local designed", 0.85, device_ms=4.0, kind="local"),
+    Option("send jpeg95", 0.92, device_ms=1.0, server_ms=3.0, up_bytes=2500, down_bytes=250,
+           remote=True, kind="input"),
+    Option("split c1", 0.86, device_ms=2.0, server_ms=2.0, up_bytes=100, down_bytes=250,
+           remote=True),
+    Option("split e8", 0.91, device_ms=3.0, server_ms=2.0, up_bytes=50, down_bytes=250,
+           remote=True),
+]
+
+
+def test_local_models_against_splits_by_hand():
+    rows = plan(LOCAL, [0.1, 1.0, 10.0], reference_acc=0.92, tolerance=0.035, rtt_ms=4.0,
+                rpc_overhead_ms=1.0)
+    at = {r["mbit"]: r["latency_ms"] for r in rows}
+    # split e8 at 1 Mbit/s: 3 + 4 + 1 + 8 * 300 / 1000 + 2 = 12.4; c1: 2 + 5 + 2.8 + 2 = 11.8
+    assert at[1.0]["split e8"] == pytest.approx(12.4)
+    assert at[1.0]["split c1"] == pytest.approx(11.8)
+    # at 0.1 Mbit/s: e8 3 + 5 + 24 + 2 = 34; c1 2 + 5 + 28 + 2 = 37; jpeg 1 + 5 + 220 + 3
+    assert at[0.1]["split e8"] == pytest.approx(34.0)
+    assert at[0.1]["send jpeg95"] == pytest.approx(229.0)
+    assert at[10.0]["split e8"] == pytest.approx(10.24)
+    # local models cost their device time at every bandwidth
+    assert {r["latency_ms"]["local mobilenetv2"] for r in rows} == {12.0}
+    # eligible (>= 0.885): teacher, mobilenetv2, jpeg, e8; mobilenetv2 (12 ms) beats e8
+    # at 0.1 (34) and 1 Mbit/s (12.4); e8 wins at 10 (10.24)
+    assert [r["best"] for r in rows] == ["local mobilenetv2", "local mobilenetv2", "split e8"]
+    cmp = {c["local"]: c for c in split_vs_local(LOCAL, rows)}
+    # against mobilenetv2 (0.89) only e8 (0.91) counts: faster at 10 Mbit/s (10.24 < 12)
+    assert cmp["local mobilenetv2"]["wins_at_mbit"] == [10.0]
+    assert [p["split"] for p in cmp["local mobilenetv2"]["points"]] == ["split e8"] * 3
+    # against the designed one (0.85, 4 ms) both splits count, and none is under 4 ms
+    assert cmp["local designed"]["wins_at_mbit"] == []
+    # at 10 Mbit/s the fastest of them is c1: 2 + 4 + 1 + 8 * 350 / 10000 + 2 = 9.28
+    assert cmp["local designed"]["points"][2]["split"] == "split c1"
+    assert cmp["local designed"]["points"][2]["split_ms"] == pytest.approx(9.28)
+    text = plan_markdown(LOCAL, rows, 0.92, 0.035, {"device": "x"})
+    assert "than it at Mbit/s: 10." in text and "than it at Mbit/s: none." in text
+
+
+def test_option_kind_is_checked():
+    with pytest.raises(UsageError, match="kind 'phone'"):
+        Option("x", 0.9, 1.0, kind="phone")

@@ -155,7 +155,7 @@ def split_options(run_dir: Path, test_images: np.ndarray, device: ComputeProfile
                                             f"{server_backend}_ms": ms["teacher server"]}}
     options = [Option("teacher on device", meta["teacher_acc"],
                       device.model_ms(ms["teacher device"] - norm, teacher_flops)
-                      + device.work_ms(norm))]
+                      + device.work_ms(norm), kind="teacher")]
     for fmt in FORMATS:
         enc, dec = ms[f"{fmt} encode"], ms[f"{fmt} decode"]
         measured[fmt] = {"encode_ms": enc, "decode_ms": dec}
@@ -165,7 +165,8 @@ def split_options(run_dir: Path, test_images: np.ndarray, device: ComputeProfile
             f"send {fmt}", info["acc"], device.work_ms(enc),
             server.work_ms(dec + wall["normalize"])
             + server.model_ms(ms["teacher server"], teacher_flops),
-            header_bytes("/v1/classify", kind) + info["bytes_mean"], RESPONSE_BYTES, True))
+            header_bytes("/v1/classify", kind) + info["bytes_mean"], RESPONSE_BYTES, True,
+            "input"))
     for row in meta["bottlenecks"]:
         name = row["name"]
         head, tail = ms[f"{name} head"], ms[f"{name} tail"]
@@ -199,7 +200,7 @@ def local_option(source: str, test_pipe, test_images: np.ndarray, meta: dict,
     ms = cpu["local"]
     device_ms = (device.model_ms(ms - normalize_ms, count_flops(model, shape))
                  + device.work_ms(normalize_ms))
-    return (Option(f"local {name}", acc, device_ms),
+    return (Option(f"local {name}", acc, device_ms, kind="local"),
             {"device_step_ms": ms, "acc": acc, "source": source})
 
 
@@ -272,7 +273,13 @@ def run_plan(run_dir: str | Path, device: ComputeProfile, server: ComputeProfile
     from edgedistill import api
     from edgedistill.config import load_config
     from edgedistill.split.config import SplitExperiment
-    from edgedistill.split.planner import options_json, plan, plan_markdown, plot_plan
+    from edgedistill.split.planner import (
+        options_json,
+        plan,
+        plan_markdown,
+        plot_plan,
+        split_vs_local,
+    )
     from edgedistill.split.train import load_split_data
 
     run_dir = Path(run_dir)
@@ -310,7 +317,7 @@ def run_plan(run_dir: str | Path, device: ComputeProfile, server: ComputeProfile
     result = {"settings": settings, "profiles": {"device": device.model_dump(),
                                                   "server": server.model_dump()},
               "options": options_json(options, rtt_ms, rpc_overhead_ms), "measured": measured,
-              "rows": rows}
+              "rows": rows, "split_vs_local": split_vs_local(options, rows)}
     (out / "plan.json").write_text(json.dumps(result, indent=2))
     (out / "plan.md").write_text(plan_markdown(options, rows, meta["teacher_acc"],
                                                meta["tolerance"], settings, rtt_ms,

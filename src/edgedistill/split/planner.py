@@ -78,9 +78,13 @@ def load_profile(name_or_path: str) -> ComputeProfile:
     return validate({"name": path.stem, **raw}, ComputeProfile, str(path))
 
 
+KINDS = ("teacher", "local", "input", "split")  # teacher on device, small model, send input
+
+
 @dataclass(frozen=True)
 class Option:
-    """One way to get a prediction; ``remote`` options cross the network once."""
+    """One way to get a prediction; ``remote`` options cross the network once. ``kind``
+    says which alternative it is: ``local`` is a small model entirely on the device."""
 
     name: str
     accuracy: float
@@ -89,6 +93,12 @@ class Option:
     up_bytes: float = 0.0
     down_bytes: float = 0.0
     remote: bool = False
+    kind: str = "split"
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise UsageError(f"option {self.name!r}: kind {self.kind!r} is not one of "
+                             f"{', '.join(KINDS)}")
 
     def latency_ms(self, mbit: float, rtt_ms: float = 0.0, rpc_overhead_ms: float = 0.0) -> float:
         if not self.remote:
@@ -111,6 +121,27 @@ def plan(options: list[Option], bandwidths: list[float], reference_acc: float,
         best = min(eligible, key=lambda o: latency[o.name]).name if eligible else None
         rows.append({"mbit": mbit, "latency_ms": latency, "best": best})
     return rows
+
+
+def split_vs_local(options: list[Option], rows: list[dict]) -> list[dict]:
+    """For each local model, the bandwidths where a split option at equal or higher
+    accuracy is faster: per row, the fastest such split and its latency (or None)."""
+    splits = [o for o in options if o.kind == "split"]
+    out = []
+    for local in (o for o in options if o.kind == "local"):
+        rivals = [o for o in splits if o.accuracy >= local.accuracy - 1e-12]
+        points = []
+        for row in rows:
+            lat = row["latency_ms"]
+            best = min(rivals, key=lambda o: lat[o.name], default=None)
+            wins = best is not None and lat[best.name] < lat[local.name]
+            points.append({"mbit": row["mbit"], "split": best.name if best else None,
+                           "split_ms": lat[best.name] if best else None,
+                           "local_ms": lat[local.name], "split_wins": wins})
+        out.append({"local": local.name, "accuracy": local.accuracy,
+                    "wins_at_mbit": [p["mbit"] for p in points if p["split_wins"]],
+                    "points": points})
+    return out
 
 
 def breakdown(option: Option, rtt_ms: float = 0.0, rpc_overhead_ms: float = 0.0) -> dict:
@@ -147,11 +178,16 @@ def plan_markdown(options: list[Option], rows: list[dict], reference_acc: float,
         cells = [f"**{row['latency_ms'][o.name]:.2f}**" if o.name == row["best"]
                  else f"{row['latency_ms'][o.name]:.2f}" for o in options]
         lines.append(f"| {row['mbit']:g} | " + " | ".join(cells) + f" | {row['best']} |")
+    for cmp in split_vs_local(options, rows):
+        wins = ", ".join(f"{m:g}" for m in cmp["wins_at_mbit"]) or "none"
+        lines += ["", f"Split at accuracy >= {cmp['local']} ({cmp['accuracy']:.4f}) is faster "
+                      f"than it at Mbit/s: {wins}."]
     return "\n".join(lines) + "\n"
 
 
 def plot_plan(options: list[Option], rows: list[dict], path: Path) -> Path:
-    """Latency against bandwidth (log x), one line per option, the best marked per point."""
+    """Latency against bandwidth (log x), one line per option (dashed: local models,
+    dotted: the teacher on the device, dash-dot: input sent), the best marked per point."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -159,9 +195,10 @@ def plot_plan(options: list[Option], rows: list[dict], path: Path) -> Path:
 
     mbits = [r["mbit"] for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = {"teacher": ":", "local": "--", "input": "-.", "split": "-"}
     for o in options:
-        ax.plot(mbits, [r["latency_ms"][o.name] for r in rows], marker="o", ms=3,
-                label=f"{o.name} (acc {o.accuracy:.3f})")
+        ax.plot(mbits, [r["latency_ms"][o.name] for r in rows], styles[o.kind], marker="o",
+                ms=3, label=f"{o.name} (acc {o.accuracy:.3f})")
     best = [(r["mbit"], r["latency_ms"][r["best"]]) for r in rows if r["best"]]
     if best:
         ax.scatter(*zip(*best, strict=True), s=90, facecolors="none", edgecolors="k",
