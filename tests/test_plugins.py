@@ -129,6 +129,15 @@ def test_a_broken_plugin_says_why_in_one_line(tmp_path):
     assert "edgedistill_plugin_raises" not in sys.modules  # a retry imports it afresh
 
 
+def test_a_plugin_cannot_take_a_builtin_name(tmp_path):
+    path = write_plugin(tmp_path, "clash.py", "kd")
+    with pytest.raises(UsageError, match=r"clash.py' failed: ValueError: loss 'kd' is built "
+                                         r"in \(edgedistill.losses.kd\); give 'LogitMSE' "
+                                         "another name"):
+        load_plugins([str(path)])
+    assert LOSSES.origin("kd") == "edgedistill.losses.kd"
+
+
 def test_an_installed_entry_point_is_listed_with_its_module(tmp_path):
     name = f"mse_{tmp_path.name}"
     write_plugin(tmp_path / "site" / "ep_pkg", "losses.py", name)
