@@ -55,7 +55,7 @@ def records(run_dir) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_python_api_and_cli_yaml_factory_runs_agree(nets, tmp_path, write_yaml):
+def test_python_api_and_cli_yaml_factory_runs_agree(nets, tmp_path, write_yaml, monkeypatch):
     train, test = synthetic_sets()
     teacher, student = ({"factory": f"{nets}:make_{r}"} for r in ("teacher", "student"))
     summary = edgedistill.distill(teacher, student, train, test, losses=["ce", ("kd", 0.9)],
@@ -74,6 +74,9 @@ def test_python_api_and_cli_yaml_factory_runs_agree(nets, tmp_path, write_yaml):
     for key in ("train_loss", "loss/ce", "loss/kd", "test_acc", "train_acc", "teacher_acc"):
         assert [r[key] for r in py] == pytest.approx([r[key] for r in cli], rel=1e-6), key
     assert py[1]["train_loss"] < py[0]["train_loss"]
+    monkeypatch.chdir(tmp_path.parent)  # the runs rebuild their factory models from anywhere
+    a, b = (edgedistill.load_model(tmp_path / run) for run in ("py", "cli"))
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
 
 
 def test_a_module_prefixed_torchvision_resnet18_state_dict_is_a_teacher(tmp_path):

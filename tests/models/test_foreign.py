@@ -223,3 +223,18 @@ def test_timm_models_build_with_the_data_sizes():
     model = build("timm:resnet18", 10, 1).eval()
     assert model(torch.rand(1, 1, 32, 32)).shape == (1, 10)
     assert model.spec == {"name": "timm:resnet18", "num_classes": 10, "in_channels": 1}
+
+
+@pytest.mark.parametrize("which", ["factory", "torchvision"])
+def test_the_splitter_cuts_foreign_models_where_their_outputs_agree(nets, which):
+    from edgedistill.split.splitter import split_model, split_points
+
+    model = (build(f"{nets}:make_net", 10, 3) if which == "factory"
+             else create_model("torchvision:resnet18", 10, 3)).eval()
+    points = split_points(model)
+    at = "layer2" if which == "torchvision" else points[0]
+    assert at in points
+    head, tail = split_model(model, at)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(tail(head(x)), model(x), atol=1e-5)

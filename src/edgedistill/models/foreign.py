@@ -110,12 +110,16 @@ def absolute_paths(ref: Any) -> Any:
     """A model config whose factory file and weights are absolute paths (where they exist
     here), so processes with another working directory find them."""
     update = {}
-    where, _, attr = (ref.factory or "").rpartition(":")
-    if where.endswith(".py") and Path(where).is_file():
-        update["factory"] = f"{Path(where).resolve()}:{attr}"
+    if ref.factory and Path(ref.factory.rpartition(":")[0]).is_file():
+        update["factory"] = _absolute_file(ref.factory)
     if ref.weights and Path(ref.weights).is_file():
         update["weights"] = str(Path(ref.weights).resolve())
     return ref.model_copy(update=update)
+
+
+def _absolute_file(ref: str) -> str:
+    where, _, attr = ref.rpartition(":")
+    return f"{Path(where).resolve()}:{attr}" if where.endswith(".py") else ref
 
 
 def _takes(fn: Callable, key: str) -> bool:
@@ -157,6 +161,7 @@ def create(name: str, num_classes: int | None = None, in_channels: int | None = 
             model = torchvision_hub.build(name, num_classes or 1000, in_channels or 3, options)
         else:
             fn = import_factory(name)
+            name = _absolute_file(name)  # the spec rebuilds it from any working directory
             sizes = {k: v for k, v in (("num_classes", num_classes), ("in_channels", in_channels))
                      if v is not None and _takes(fn, k) and k not in options}
             model = fn(**options, **sizes)
