@@ -19,6 +19,7 @@ from edgedistill.errors import UsageError
 from edgedistill.losses import LOSSES
 from edgedistill.plugins import load_plugins
 from tests.conftest import CLI, run_cli
+from tests.losses.helpers import forgetting_plugin_losses
 
 PLUGIN = '''
 """A user's loss: mean squared error between student and teacher logits (Ba and Caruana, 2014)."""
@@ -42,6 +43,12 @@ class LogitMSE(LossTerm):
     def forward(self, inputs):
         return self.scale * F.mse_loss(inputs.student_logits, inputs.teacher_logits)
 '''
+
+
+@pytest.fixture(autouse=True)
+def _forget_plugin_losses():
+    with forgetting_plugin_losses():
+        yield
 
 
 def write_plugin(folder: Path, filename: str, loss: str) -> Path:

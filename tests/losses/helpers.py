@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from edgedistill.losses import LossInputs, LossTerm, build_loss
@@ -30,3 +32,19 @@ def built(name: str, student_features, teacher_features, **params) -> LossTerm:
                       teacher_layers=[f"t{i}" for i in range(n)], **params)
     term.build([f.shape for f in student_features], [f.shape for f in teacher_features])
     return term
+
+
+@contextlib.contextmanager
+def forgetting_plugin_losses():
+    """Loss entries a test's plugins register are removed afterwards, so later tests in
+    the process (``LOSSES.names()`` == the built-ins) see the built-ins only."""
+    from edgedistill.losses import LOSSES
+    from edgedistill.losses.catalog import builtins
+
+    before = set(LOSSES.names())
+    try:
+        yield
+    finally:
+        for name in set(LOSSES.names()) - before - set(builtins()):
+            for table in (LOSSES._items, LOSSES._descriptions, LOSSES._settings, LOSSES._origins):
+                table.pop(name, None)

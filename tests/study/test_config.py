@@ -10,6 +10,7 @@ from edgedistill.errors import UsageError
 from edgedistill.study.config import HintConfig, StudyConfig, load_study
 from edgedistill.study.grid import Cell, cell_config, check_unchanged, expand
 from edgedistill.study.techniques import expand_name, resolve_techniques
+from tests.losses.helpers import forgetting_plugin_losses
 from tests.study.conftest import study_dict
 
 TEACHER = "teacher.safetensors"  # validated as a string only: nothing here loads it
@@ -114,6 +115,11 @@ def test_changed_settings_refuse_to_mix(tmp_path):
 
 
 def test_a_study_imports_its_plugins_and_hands_them_to_every_cell(tmp_path):
+    with forgetting_plugin_losses():
+        check_study_plugins(tmp_path)
+
+
+def check_study_plugins(tmp_path):
     name = f"plug_{tmp_path.name}"
     (tmp_path / "my_terms.py").write_text(
         "from edgedistill.losses import LossTerm\n"
