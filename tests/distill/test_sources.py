@@ -112,3 +112,70 @@ def test_topk_cache_gives_same_argmax(tiny_teacher, tmp_path):
     cache.attach([], pipe)
     batch = pipe.batch(0, 0)
     assert torch.equal(cache.outputs(batch).logits.argmax(1), online.outputs(batch).logits.argmax(1))
+
+
+SOURCE_PLUGIN = '''
+from edgedistill.config import Strict
+from edgedistill.distill.online import OnlineSource
+from edgedistill.distill.sources import SOURCES
+
+SERVED = []
+
+
+class SharpenedSettings(Strict):
+    factor: float = 1.0
+
+
+@SOURCES.register("sharpened", settings=SharpenedSettings)
+class SharpenedSource(OnlineSource):
+    """The online teacher with its logits multiplied by ``factor``."""
+
+    def __init__(self, teacher, device, factor):
+        super().__init__(teacher, device, amp=False)
+        self.factor = factor
+
+    @classmethod
+    def from_config(cls, cfg, teacher, device, run_dir):
+        return cls(teacher, device, cfg.teacher.settings().factor)
+
+    def outputs(self, batch):
+        out = super().outputs(batch)
+        SERVED.append((batch.epoch, batch.step))
+        out.logits = out.logits * self.factor
+        return out
+'''
+
+
+def test_a_plugin_source_from_a_user_file_is_checked_and_trains(tiny_teacher, tmp_path):
+    """A source in the user's own file: ``teacher.mode`` and its settings section are
+    checked against the registry at load, and the run reaches its teacher through it."""
+    from edgedistill.config import DistillExperiment, validate
+    from edgedistill.distill.run import run_distill
+    from edgedistill.distill.sources import SOURCES
+    from edgedistill.plugins import load_plugins
+    from tests.distill.conftest import distill_config
+
+    plugin = tmp_path / "sharpen.py"
+    plugin.write_text(SOURCE_PLUGIN)
+    raw = distill_config(tiny_teacher, **{"train.epochs": 1, "plugins": [str(plugin)],
+                                          "teacher.mode": "sharpened",
+                                          "teacher.sharpened": {"factor": 2.0}})
+    cfg = validate(raw, DistillExperiment)
+    assert "sharpened" in SOURCES.names() and cfg.teacher.settings().factor == 2.0
+    for section, message in [({"factr": 2.0}, "unknown teacher.sharpened key 'factr' for "
+                                               "teacher source 'sharpened'; allowed: factor"),
+                             ({"factor": "much"}, "factor: Input should be a valid number")]:
+        with pytest.raises(UsageError, match=message):
+            validate({**raw, "teacher": {**raw["teacher"], "sharpened": section}},
+                     DistillExperiment)
+    with pytest.raises(UsageError, match="unknown key teacher.sharpend; allowed keys here: "
+                                         "allow_unfinished, cache, mode, pool, sharpened"):
+        validate({**raw, "teacher": {**raw["teacher"], "sharpend": {}}}, DistillExperiment)
+
+    summary = run_distill(cfg, tmp_path / "run", progress=False)
+    served = load_plugins([str(plugin)])[0].SERVED
+    assert summary["teacher_mode"] == "sharpened"
+    # the Distiller's setup probes batch (0, 0) once, then every training step asks
+    assert served == [(0, 0)] + [(0, step) for step in range(256 // 64)]
+    saved = api.run_config(tmp_path / "run", DistillExperiment)
+    assert saved.teacher.settings().factor == 2.0 and saved.teacher.mode == "sharpened"
