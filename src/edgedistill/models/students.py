@@ -5,6 +5,8 @@ default depth is the family's standard depth closest to a third of the teacher's
 among those below it (ties go to the shallower); this reproduces the pairs used
 across the KD literature (CRD, mdistiller): resnet56 -> resnet20, resnet110 -> resnet32,
 resnet32x4 -> resnet8x4, wrn_40_2 -> wrn_16_2. The default width halves the channels.
+``torchvision:`` ResNets, MobileNetV2 and DenseNets derive too (models/torchvision_hub.py);
+a user's factory cannot (its structure is unknown), and the error says so.
 """
 
 from __future__ import annotations
