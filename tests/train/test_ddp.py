@@ -235,3 +235,103 @@ def test_resume_at_an_epoch_boundary_with_another_number_of_ranks(tmp_path, writ
     assert second.returncode == 0, second.stderr[-3000:]
     assert [r["epoch"] for r in records(run)] == [0, 1]
     assert json.loads((run / "summary.json").read_text())["world_size"] == 1
+
+
+# ---- teacher sources under 2 ranks ----
+
+SYNTHETIC = {"num_train": 512, "num_test": 128, "image_size": 16, "channels": 3}
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    from edgedistill.models import create_model
+    from edgedistill.train.checkpoint import save_weights
+
+    torch.manual_seed(0)
+    model = create_model("resnet8", num_classes=10, in_channels=3)
+    path = tmp_path_factory.mktemp("teacher") / "teacher.safetensors"
+    save_weights(path, model.state_dict(), model.spec)
+    return path
+
+
+def kd_config(teacher, mode: str, tmp: Path) -> dict:
+    return {
+        "name": f"kd-{mode}", "seed": 0,
+        "data": {"dataset": "synthetic", "options": SYNTHETIC, "batch_size": 32},
+        "teacher": {"source": str(teacher), "mode": mode,
+                    "cache": {"dir": str(tmp / "teacher-cache"), "precision": "fp32"},
+                    "pool": {"replicas": [{"backend": "torch", "num_cpus": 0.5}],
+                             "max_in_flight": 3, "wire_precision": "fp32"}},
+        "student": {"name": "resnet8", "kwargs": {"width": 0.5}},
+        "train": {"epochs": 1, "threads": 1, "progress": False, "deterministic": True,
+                  "optimizer": {"name": "sgd", "lr": 0.05}},
+    }
+
+
+def distill_two_ranks(teacher, mode: str, tmp: Path):
+    import yaml
+
+    path = tmp / f"{mode}.yaml"
+    path.write_text(yaml.safe_dump(kd_config(teacher, mode, tmp)))
+    res = run_cli("distill", str(path), "--nproc", "2", "--out", str(tmp / mode))
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp / mode / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["teacher_mode"] == mode
+    return records(tmp / mode)[0], res
+
+
+@pytest.fixture(scope="module")
+def online_two_ranks(teacher, tmp_path_factory):
+    return distill_two_ranks(teacher, "online", tmp_path_factory.mktemp("online"))[0]
+
+
+def test_online_teacher_per_rank(online_two_ranks):
+    assert online_two_ranks["loss/kd"] > 0 and online_two_ranks["images_seen"] == 512
+
+
+def test_cache_under_two_ranks_equals_online(online_two_ranks, teacher, tmp_path):
+    record, res = distill_two_ranks(teacher, "cache", tmp_path)
+    assert res.stdout.count("teacher cache: built") == 1
+    assert len(list((tmp_path / "teacher-cache").iterdir())) == 1  # one cache, no half-built copy
+    for key in ("train_loss", "loss/kd", "test_loss"):
+        assert record[key] == pytest.approx(online_two_ranks[key], abs=1e-5)
+
+
+def _attach_cache(rank: int, teacher: str, root: str, init: str) -> None:
+    """Rank ``rank`` of 2 (gloo): attach a CacheSource and write what it logged."""
+    import torch.distributed as dist
+
+    from edgedistill import api
+    from edgedistill.distill.cache import CacheSource
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    torch.set_num_threads(1)
+    train, _ = load_dataset("synthetic", seed=0, **SYNTHETIC)
+    pipe = BatchPipeline(train, 32, train=True, seed=0, augment=train.augment, num_draws=2)
+    lines: list[str] = []
+    src = CacheSource(api.load_model(teacher), root, torch.device("cpu"), num_draws=2,
+                      batch_size=128, log=lines.append)
+    src.attach([], pipe)
+    assert src.outputs(pipe.batch(0, 0)).logits.shape == (16, 10)
+    Path(root, f"log-rank{rank}.txt").write_text("\n".join(lines))
+    dist.destroy_process_group()
+
+
+def test_the_cache_is_built_once_by_rank_0_and_read_by_both(teacher, tmp_path):
+    import torch.multiprocessing as mp
+
+    init = f"file://{tmp_path / 'rendezvous'}"
+    mp.spawn(_attach_cache, args=(str(teacher), str(tmp_path), init), nprocs=2, join=True)
+    logs = [(tmp_path / f"log-rank{r}.txt").read_text() for r in (0, 1)]
+    assert "teacher cache: built" in logs[0]
+    assert logs[1] == ""  # rank 1 neither built nor checked: it waited for rank 0
+    assert len(list(tmp_path.glob("*.building-*"))) == 0
+
+
+@pytest.mark.slow
+def test_one_shared_pool_serves_both_ranks_like_the_online_teacher(online_two_ranks, teacher,
+                                                                    tmp_path):
+    record, _ = distill_two_ranks(teacher, "pool", tmp_path)
+    for key in ("train_loss", "loss/kd", "test_loss"):
+        assert record[key] == pytest.approx(online_two_ranks[key], abs=1e-5)
+    assert record["replicas"] == 1  # one pool for the two ranks, not one each

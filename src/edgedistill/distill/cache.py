@@ -14,6 +14,9 @@ and CRC-32, checked whenever the cache is opened (one read of each file, 0.7 GB/
 the 2-core development machine). A cache that fails the check (``meta.json`` not JSON,
 a truncated, missing or edited ``.npy``, a cache from before checksums) is derived
 data: it is deleted and rebuilt, with a line that names the file and the reason.
+
+Under data-parallel training rank 0 checks and builds the cache while the other ranks
+wait at a barrier, then they map the same files: it is built once, never per rank.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from edgedistill.config import CacheConfig
 from edgedistill.distill.online import TeacherRunner
 from edgedistill.distill.sources import SOURCES, TeacherOutputs, TeacherSource
 from edgedistill.errors import UsageError
+from edgedistill.train.distributed import main_first
 
 FORMAT_VERSION = 1
 
@@ -138,14 +142,19 @@ class CacheSource(TeacherSource):
                                self.precision)
         self.dir = self.root / self.key[:24]
         meta_path = self.dir / "meta.json"
-        problem = self._problem(meta_path) if meta_path.exists() else None
-        if meta_path.exists() and problem is None:
-            self.log(f"teacher cache: reusing {self.dir}")
-        else:
-            if problem:
-                self.log(f"teacher cache: {problem}; deleting {self.dir} and rebuilding it")
-                shutil.rmtree(self.dir)
-            self._build(train_pipe)
+        with main_first() as rank:  # data-parallel: rank 0 checks and builds, once
+            if not rank.main:
+                if not meta_path.exists():
+                    raise UsageError(f"teacher cache {self.dir}, built by rank 0, is not "
+                                     f"visible to rank {rank.rank}; put teacher.cache.dir on "
+                                     "a file system that every machine of the job shares")
+            elif meta_path.exists() and (problem := self._problem(meta_path)) is None:
+                self.log(f"teacher cache: reusing {self.dir}")
+            else:
+                if meta_path.exists():
+                    self.log(f"teacher cache: {problem}; deleting {self.dir} and rebuilding it")
+                    shutil.rmtree(self.dir)
+                self._build(train_pipe)
         meta = json.loads(meta_path.read_text())
         self.num_classes = meta["num_classes"]
         for name in meta["shards"]:

@@ -11,6 +11,10 @@ skipped to) restarts the window there; requests for the old window are abandoned
 Determinism: answers depend on the backend only, not on which replica computed them,
 so with a pool of one backend a run (and a resumed run) is reproducible bit for bit.
 Mixing backends (torch and int8) mixes their small numeric differences by routing.
+
+Under data-parallel training every rank is a student of one pool that rank 0 starts
+(``ranks.shared_pool``), and its requests, each for that rank's slice, are keyed by
+(epoch, step, rank).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from edgedistill.elastic.protocol import Key, Reply, decode
 from edgedistill.elastic.scaler import Autoscaler
 from edgedistill.elastic.spec import parse_autoscale, parse_replicas
 from edgedistill.errors import UsageError
+from edgedistill.train.distributed import world
 
 MAX_ATTEMPTS = 5
 CALIBRATION_IMAGES = 256
@@ -38,6 +43,8 @@ WARN_EVERY_S = 30.0
 @SOURCES.register("pool", settings=PoolConfig)
 class PoolSource(TeacherSource):
     """Teacher answers from a pool of Ray replicas, prefetched, in order, exactly once."""
+
+    rebuilds_teacher = True
 
     def __init__(self, source: str, cfg, device: torch.device, pool: TeacherPool | None = None,
                  log=print):
@@ -72,6 +79,12 @@ class PoolSource(TeacherSource):
         if missing:
             raise UsageError(f"the teacher pool was built without layers {missing}; build it "
                              f"with layers={self.layers}")
+        self.rank = world().rank if world().size > 1 else None
+        if self.pool is None and not self.cfg.service and self.rank is not None:
+            from edgedistill.elastic.ranks import shared_pool
+
+            self.scaler = None  # the shared pool scales itself, on all the ranks' waits
+            self.pool = shared_pool(self.source, self.cfg, self.layers, self.plan, self.log)
         if self.pool is None and self.cfg.service:
             from edgedistill.elastic.attach import ServiceClient
 
@@ -127,8 +140,9 @@ class PoolSource(TeacherSource):
         for key in self._window(start):
             if key in self.pending or key in self.done:
                 continue
-            ticket = self.pool.submit(self.plan.request(key, self.cfg.top_k,
-                                                        self.cfg.wire_precision))
+            request = self.plan.request(key, self.cfg.top_k, self.cfg.wire_precision)
+            request.key = self._wire(key)
+            ticket = self.pool.submit(request)
             if ticket is None:
                 return
             self.pending[key] = ticket
@@ -152,11 +166,15 @@ class PoolSource(TeacherSource):
                 raise RuntimeError(f"batch {key} was lost by {MAX_ATTEMPTS} teacher replicas "
                                    "in a row; giving up")
             return
-        if ticket.reply.key != key:
+        if ticket.reply.key != self._wire(key):
             raise RuntimeError(f"replica {ticket.reply.replica} answered {ticket.reply.key} "
                                f"for {key}")
         self.ledger.accepted[key] += 1
         self.done[key] = ticket.reply
+
+    def _wire(self, key: Key) -> tuple:
+        """The request id: the batch position, and the rank when there are several."""
+        return key if self.rank is None else (*key, self.rank)
 
     def _autoscale(self) -> None:
         if self.scaler is None:
