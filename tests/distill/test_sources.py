@@ -179,3 +179,19 @@ def test_a_plugin_source_from_a_user_file_is_checked_and_trains(tiny_teacher, tm
     assert served == [(0, 0)] + [(0, step) for step in range(256 // 64)]
     saved = api.run_config(tmp_path / "run", DistillExperiment)
     assert saved.teacher.settings().factor == 2.0 and saved.teacher.mode == "sharpened"
+
+
+def test_a_source_that_rebuilds_its_teacher_refuses_a_python_module(tiny_teacher, tmp_path):
+    """Pool replicas build the teacher from ``teacher.source``: a module given from Python
+    cannot travel to them, and the source (not a mode check in run.py) says so."""
+    from edgedistill.config import DistillExperiment
+    from edgedistill.distill.run import run_distill
+    from edgedistill.distill.sources import SOURCES
+    from tests.distill.conftest import distill_config
+
+    assert SOURCES.get("pool").rebuilds_teacher and not SOURCES.get("cache").rebuilds_teacher
+    cfg = DistillExperiment.model_validate(distill_config(tiny_teacher, **{"teacher.mode": "pool"}))
+    with pytest.raises(UsageError, match="teacher.mode pool needs a teacher its replicas can "
+                                         "build"):
+        run_distill(cfg, tmp_path / "run", progress=False, teacher=api.load_model(tiny_teacher))
+    assert not (tmp_path / "run").exists()

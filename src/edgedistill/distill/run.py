@@ -78,9 +78,10 @@ def resolve_teacher(cfg: DistillExperiment, data, teacher: nn.Module | None) -> 
     from edgedistill.config import ModelConfig
 
     if teacher is not None:
-        if cfg.teacher.mode == "pool":
-            raise UsageError("teacher.mode pool needs a teacher the replicas can build "
-                             "(zoo:NAME, a run, a file or {factory: ...}), not a Python module")
+        if SOURCES.get(cfg.teacher.mode).rebuilds_teacher:
+            raise UsageError(f"teacher.mode {cfg.teacher.mode} needs a teacher its replicas "
+                             "can build (zoo:NAME, a run, a file or {factory: ...}), not a "
+                             "Python module")
         return teacher.eval()
     source = cfg.teacher.source
     teacher = api.load_model(source, data.num_classes, data.image_shape[0])

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from edgedistill.registry import Registry
 
@@ -65,6 +65,10 @@ class TeacherOutputs:
 class TeacherSource:
     """Base class. Subclasses build themselves in ``from_config``, set ``layers`` in
     ``attach`` and answer ``outputs``."""
+
+    # True for a source that builds the teacher again elsewhere from ``teacher.source``
+    # (pool replicas): it cannot take a teacher given as a Python module
+    rebuilds_teacher: ClassVar[bool] = False
 
     def __init__(self):
         self.layers: list[str] = []
