@@ -184,3 +184,11 @@ def test_import_edgedistill_is_cheap():
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert "function evaluate" in result.stdout
+
+
+def test_a_pool_of_fresh_factory_teachers_is_refused(nets):
+    train, _ = synthetic_sets()
+    teacher = {"factory": f"{nets}:make_teacher"}
+    with pytest.raises(UsageError, match="each replica would draw its own random weights"):
+        edgedistill.distill(teacher, {"factory": f"{nets}:make_student"}, train, epochs=1,
+                            teacher={"mode": "pool"}, **SETTINGS)

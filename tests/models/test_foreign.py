@@ -238,3 +238,41 @@ def test_the_splitter_cuts_foreign_models_where_their_outputs_agree(nets, which)
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(tail(head(x)), model(x), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_ray_pool_serves_a_factory_teacher_named_by_a_relative_path(nets, monkeypatch):
+    """Replicas run with another working directory: the pool makes the factory file and
+    weights paths absolute, and every replica serves the same weights as the online teacher.
+    (Slow: starts an embedded Ray, about 30 s on 2 shared cores.)"""
+    import ray
+
+    from edgedistill.config import PoolConfig
+    from edgedistill.data import BatchPipeline, load_dataset
+    from edgedistill.distill import OnlineSource
+    from edgedistill.elastic.source import PoolSource
+
+    monkeypatch.chdir(nets.parent)
+    torch.manual_seed(0)
+    torch.save(build(f"{nets}:make_net", 10, 3, kwargs={"width": 4}).state_dict(), "w.pt")
+    ref = ModelConfig(factory="nets.py:make_net", kwargs={"num_classes": 10, "width": 4},
+                      weights="w.pt")
+    train, _ = load_dataset("synthetic", num_train=64, num_test=16, image_size=8)
+    pipe = BatchPipeline(train, 16, train=True, seed=0)
+    online = OnlineSource(api.load_model(ref), torch.device("cpu"))
+    online.attach(["relu"], pipe)
+    want = online.outputs(pipe.batch(0, 0))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        cfg = PoolConfig.model_validate({"replicas": [{"num_cpus": 1}], "wire_precision":
+                                         "fp32"})
+        src = PoolSource(ref, cfg, torch.device("cpu"))
+        src.attach(["relu"], pipe)
+        try:
+            got = src.outputs(pipe.batch(0, 0))
+        finally:
+            src.close()
+    finally:
+        ray.shutdown()
+    assert torch.allclose(got.logits, want.logits, atol=1e-5)
+    assert torch.allclose(got.features["relu"], want.features["relu"], atol=1e-5)

@@ -84,6 +84,11 @@ def resolve_teacher(cfg: DistillExperiment, data, teacher: nn.Module | None) -> 
                              "Python module")
         return teacher.eval()
     source = cfg.teacher.source
+    if isinstance(source, ModelConfig) and SOURCES.get(cfg.teacher.mode).rebuilds_teacher \
+            and not (source.weights or source.pretrained):
+        raise UsageError(f"teacher.mode {cfg.teacher.mode} with a model config needs "
+                         "teacher.source.weights (or pretrained: true): each replica would "
+                         "draw its own random weights")
     teacher = api.load_model(source, data.num_classes, data.image_shape[0])
     if isinstance(source, ModelConfig):
         sizes = {k: teacher.spec[k] for k in ("num_classes", "in_channels") if k in teacher.spec}
