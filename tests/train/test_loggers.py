@@ -50,6 +50,10 @@ def test_tensorboard_and_mlflow_receive_every_epoch_record(tmp_path, monkeypatch
     assert [(m.step, m.value) for m in history] == [
         (r["epoch"] + 1, pytest.approx(r["test_acc"])) for r in want]
     assert run.data.metrics["final_test_acc"] == pytest.approx(summary["final_test_acc"])
+    # resuming continues that MLflow run (its id is in the checkpoint), never a second one
+    api.train(cfg, tmp_path / "run", resume=True, progress=False)
+    (again,) = client.search_runs([run.info.experiment_id])
+    assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
 
 
 def test_mlflow_file_store_without_its_opt_in_is_one_line(tmp_path, monkeypatch):
