@@ -430,6 +430,9 @@ class StudentConfig(Strict):
             raise ValueError(str(err).replace("give exactly one of name or derive or factory",
                                               "give exactly one of student.name, student.factory "
                                               "or student.derive")) from None
+        if self.derive is not None and (self.weights is not None or self.pretrained):
+            raise ValueError("a derived student starts from fresh weights; weights and "
+                             "pretrained go with student.name or student.factory")
         return self
 
 

@@ -276,3 +276,19 @@ def test_a_ray_pool_serves_a_factory_teacher_named_by_a_relative_path(nets, monk
         ray.shutdown()
     assert torch.allclose(got.logits, want.logits, atol=1e-5)
     assert torch.allclose(got.features["relu"], want.features["relu"], atol=1e-5)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"teacher": {"source": {"factory": "nets.py:make", "weigths": "w.pt"}}},
+     "teacher.source: .*unknown key 'weigths'; allowed keys here: name, factory, kwargs, "
+     "weights"),
+    ({"student": {"derive": "both", "weights": "w.pt"}}, "a derived student starts from fresh"),
+    ({"student": {"factory": "make_net"}}, "'package.module:function' or 'path/to/file.py"),
+    ({"student": {"name": "resnet8", "factory": "a.py:f"}}, "exactly one of student.name"),
+])
+def test_model_configs_refuse_mistakes_at_load_naming_the_key(raw, message):
+    from edgedistill.config import DistillExperiment, validate
+
+    base = {"teacher": {"source": "zoo:x"}, "student": {"name": "resnet8"}}
+    with pytest.raises(UsageError, match=message):
+        validate({**base, **raw}, DistillExperiment)
