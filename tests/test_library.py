@@ -192,3 +192,11 @@ def test_a_pool_of_fresh_factory_teachers_is_refused(nets):
     with pytest.raises(UsageError, match="each replica would draw its own random weights"):
         edgedistill.distill(teacher, {"factory": f"{nets}:make_student"}, train, epochs=1,
                             teacher={"mode": "pool"}, **SETTINGS)
+
+
+def test_the_memory_budget_setting_bounds_a_python_dataset(nets):
+    train, _ = synthetic_sets()  # 256 x 3 x 12 x 12 bytes = 0.1 MiB
+    with pytest.raises(UsageError, match="above the in-memory limit of 0.0 GiB "
+                                         r"\(data.memory_budget_gb\)"):
+        edgedistill.train({"factory": f"{nets}:make_student"}, train, epochs=1,
+                          data={"memory_budget_gb": 0.00001})

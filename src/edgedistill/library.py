@@ -11,7 +11,7 @@ handing them the user's modules and data. Rules:
 * data: an edgedistill dataset name, or any map-style ``Dataset`` yielding
   ``(image, label)`` with images uint8 or float in [0, 1], shape (C, H, W) or (H, W).
   It is read once into memory as uint8 (the in-memory fast path; at most
-  ``MAX_DATASET_BYTES``) and normalized with the training set's per-channel mean and
+  ``data.memory_budget_gb``, 4 GiB by default) and normalized with the training set's per-channel mean and
   std. ``test=None`` holds out a fixed, class-stratified tenth of ``train``;
 * ``out``: the run directory (the CLI's layout); ``None`` makes a new temporary one,
   kept, whose path the returned summary gives as ``run_dir``.
@@ -28,7 +28,7 @@ from torch import nn
 
 from edgedistill.errors import UsageError
 
-MAX_DATASET_BYTES = 4 * 1024**3  # uint8 in memory; larger sets belong on a streaming path
+MAX_DATASET_BYTES = 4 * 1024**3  # evaluate/export; distill/train: data.memory_budget_gb
 HELD_OUT = 10  # test=None: 1/HELD_OUT of train becomes the test set
 
 
@@ -113,12 +113,13 @@ def _splits(cfg, train: Any, test: Any):
 
     if isinstance(train, str):
         return None
-    train_data = from_dataset(train, "train", limit=MAX_DATASET_BYTES)
+    limit = int(cfg.data.memory_budget_gb * 2**30)
+    train_data = from_dataset(train, "train", limit=limit)
     if test is None:
         train_data, test_data = train_data.split_off(max(1, len(train_data) // HELD_OUT), 0)
         test_data.split = "test"
     else:
-        test_data = from_dataset(test, "test", like=train_data, limit=MAX_DATASET_BYTES)
+        test_data = from_dataset(test, "test", like=train_data, limit=limit)
     val_data = None
     if cfg.data.val_split is not None:
         train_data, val_data = train_data.split_off(cfg.data.val_split, 0)

@@ -73,7 +73,8 @@ def _read(dataset, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
     if need > limit:
         raise UsageError(f"{type(dataset).__name__}: {n} images of {tuple(first.shape)} need "
                          f"{need / 2**30:.1f} GiB as uint8, above the in-memory limit of "
-                         f"{limit / 2**30:.1f} GiB; use a smaller set or an imagefolder dataset")
+                         f"{limit / 2**30:.1f} GiB (data.memory_budget_gb); use a smaller set, "
+                         "raise the budget, or stream it from disk (an imagefolder dataset)")
     tensors = getattr(dataset, "tensors", None)  # TensorDataset: one conversion for all
     if isinstance(dataset, torch.utils.data.TensorDataset) and len(tensors) == 2:
         images = torch.stack([_image(x, i) for i, x in enumerate(tensors[0].unbind(0))]) \
