@@ -49,6 +49,10 @@ NOT_RUN = {
     "RAY_AUTH_MODE=token edgedistill distill my_experiment.yaml "
     "--set teacher.pool.address=HEAD_IP:6379 --out runs/kd_resnet8_cluster": CLUSTER,
     "ray stop": CLUSTER,
+    "torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint "
+    "HEAD_IP:29400 --rdzv-id kd1 -m edgedistill distill my_experiment.yaml --out "
+    "runs/kd_resnet8_ddp": "needs two machines with 8 GPUs each; tests/train/test_ddp.py "
+                           "runs the same ranks through torchrun on one machine",
 }
 SMALL_DATA = ["data.limit_train=256", "data.limit_test=256"]
 SMALL = [a for s in [*SMALL_DATA, "train.epochs=1"] for a in ("--set", s)]

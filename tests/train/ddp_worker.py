@@ -5,7 +5,8 @@ TrainExperiment) with the real Trainer and writes this rank's loss of every step
 ``OUT/steps-rank{R}.json`` (one launch for several runs: starting ranks is the slow part).
 Started plainly it is the one-process run; under torchrun each rank is one of N. The
 model ``nobn`` is a small convnet without BatchNorm, whose step is the same math on any
-number of ranks; any other name comes from the zoo.
+number of ranks; any other name comes from the zoo. benchmarks/gpu_check.sh runs it on
+CUDA with ``train.sync_bn`` to measure the 1-vs-N-rank difference there.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from edgedistill import api
 from edgedistill.config import TrainExperiment
 from edgedistill.models import create_model
 from edgedistill.train.callbacks import Callback
+from edgedistill.train.device import resolve_device
 from edgedistill.train.distributed import world
 from edgedistill.train.tasks import Supervised
 from edgedistill.train.trainer import Trainer
@@ -46,9 +48,10 @@ def main(config: str, out: str) -> None:
     shape = (train.images.shape[1], train.num_classes)
     model = nobn(*shape) if cfg.model.name == "nobn" else create_model(
         cfg.model.name, num_classes=shape[1], in_channels=shape[0], **cfg.model.kwargs)
-    train_pipe, test_pipe = api.build_pipelines(cfg.data, train, test, cfg.seed, "cpu")
+    device = resolve_device(cfg.train.device)
+    train_pipe, test_pipe = api.build_pipelines(cfg.data, train, test, cfg.seed, device)
     steps = StepLosses()
-    Trainer(Supervised(model), train_pipe, test_pipe, cfg, out, [steps]).fit()
+    Trainer(Supervised(model), train_pipe, test_pipe, cfg, out, [steps], device).fit()
     w = world()
     batch = train_pipe.batch(0, 0)
     Path(out, f"steps-rank{w.rank}.json").write_text(json.dumps(

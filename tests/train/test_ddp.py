@@ -335,3 +335,42 @@ def test_one_shared_pool_serves_both_ranks_like_the_online_teacher(online_two_ra
     for key in ("train_loss", "loss/kd", "test_loss"):
         assert record[key] == pytest.approx(online_two_ranks[key], abs=1e-5)
     assert record["replicas"] == 1  # one pool for the two ranks, not one each
+
+
+def test_sync_batchnorm_swap_keeps_the_modules_their_hooks_and_numbers():
+    """``train.sync_bn`` turns BatchNorm into SyncBatchNorm in place (hooks by module path
+    stay on the same objects); outside a process group it computes what BatchNorm does.
+    The synced statistics themselves need CUDA: benchmarks/gpu_check.sh measures them."""
+    from edgedistill.models import FeatureExtractor, create_model
+    from edgedistill.train.distributed import use_sync_batchnorm
+
+    torch.manual_seed(0)
+    model = create_model("resnet8", num_classes=10, in_channels=1)
+    x = torch.randn(8, 1, 28, 28)
+    before = model(x)
+    hooks = FeatureExtractor(model, ["layer1.0.bn1"])
+    assert use_sync_batchnorm(model) == sum(1 for m in model.modules()
+                                            if isinstance(m, torch.nn.SyncBatchNorm))
+    assert isinstance(model.layer1[0].bn1, torch.nn.SyncBatchNorm)
+    after = model(x)
+    assert "layer1.0.bn1" in hooks.features
+    assert torch.allclose(before, after, atol=1e-6)
+
+
+def test_sync_bn_on_cpu_ranks_is_refused_in_one_line(tmp_path, write_yaml):
+    path = write_yaml(cli_config(**{"train.sync_bn": True, "train.epochs": 1}))
+    res = run_cli("train", str(path), "--nproc", "2", "--out", str(tmp_path / "run"))
+    assert res.returncode == 2
+    assert "train.sync_bn: torch's SyncBatchNorm runs on CUDA only" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.slow
+def test_the_same_command_under_a_users_own_torchrun(tmp_path, write_yaml):
+    path = write_yaml(cli_config(**{"train.epochs": 1}))
+    res = subprocess.run([*TORCHRUN, "--nproc-per-node=2", "-m", "edgedistill", "train",
+                          str(path), "--out", str(tmp_path / "run")], env=env(),
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and len(records(tmp_path / "run")) == 1
