@@ -200,3 +200,13 @@ def test_the_memory_budget_setting_bounds_a_python_dataset(nets):
                                          r"\(data.memory_budget_gb\)"):
         edgedistill.train({"factory": f"{nets}:make_student"}, train, epochs=1,
                           data={"memory_budget_gb": 0.00001})
+
+
+def test_pil_images_and_plain_lists_are_read_like_tensors():
+    from PIL import Image
+
+    pixels = torch.randint(0, 256, (4, 8, 8, 3), dtype=torch.uint8)
+    items = [(Image.fromarray(p.numpy()), i % 2) for i, p in enumerate(pixels)]
+    data = from_dataset(items, "train", limit=1 << 20)
+    assert torch.equal(data.images, pixels.permute(0, 3, 1, 2))
+    assert data.labels.tolist() == [0, 1, 0, 1] and data.num_classes == 2

@@ -1,7 +1,8 @@
 """A user's map-style ``torch.utils.data.Dataset`` read into an in-memory ``ImageData``.
 
 Items are ``(image, label)``; images uint8 (0-255) or float in [0, 1] (what
-``transforms.ToTensor`` gives), shape (C, H, W) or (H, W), all the same shape. They are
+``transforms.ToTensor`` gives), shape (C, H, W) or (H, W), or PIL images, all of one
+size. They are
 stored as uint8, like every in-memory set, and normalized later with the training
 split's per-channel statistics, so a ``transforms.Normalize`` must not be applied
 first. A set larger than ``limit`` bytes is refused (it belongs on a streaming path).
@@ -20,8 +21,15 @@ _TOLERANCE = 1e-3  # float images a hair outside [0, 1] from resampling are clam
 
 
 def _image(value: Any, index: int) -> torch.Tensor:
-    x = torch.as_tensor(value.numpy() if hasattr(value, "numpy") and not
-                        isinstance(value, torch.Tensor) else value)
+    if hasattr(value, "getbands"):  # a PIL image (a torchvision dataset without ToTensor)
+        import numpy as np
+
+        array = np.asarray(value)
+        x = torch.from_numpy(array.copy()).permute(2, 0, 1) if array.ndim == 3 else \
+            torch.from_numpy(array.copy())
+    else:
+        x = torch.as_tensor(value.numpy() if hasattr(value, "numpy") and not
+                            isinstance(value, torch.Tensor) else value)
     if x.dim() == 2:
         x = x.unsqueeze(0)
     if x.dim() != 3:
