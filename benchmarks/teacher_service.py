@@ -4,8 +4,9 @@ Every student is its own process (as real student jobs are) training resnet8 (wi
 with CE + KD (T=4) from the shipped resnet56 Fashion-MNIST teacher through
 ``PoolSource``, on one private Ray instance that this script starts and stops.
 
-* ``share``: two students on one service of R replicas, then the same two students
-  each with its own pool of R/2 replicas (same total); images/s per student and total.
+* ``share``: two students on one service of 2 replicas, then the same two students
+  each with its own pool of 1 replica (same total); images/s per student and total,
+  over the time both train.
 * ``autoscale``: one student trains throughout, a second joins a third of the way in and
   leaves at two thirds; the service (autoscale 1..3 replicas) is sampled each second:
   replicas, each student's wait fraction and images/s, plotted to a PNG; the reaction
@@ -68,8 +69,13 @@ def student_main(args) -> None:
     opt = torch.optim.SGD(distiller.parameters(), lr=0.05)
     times, keys = [], []
     stop_at = time.time() + args.seconds
+    stop_file = Path(args.stop_file) if args.stop_file else None
+
+    def stopped() -> bool:
+        return time.time() >= stop_at or (stop_file is not None and stop_file.exists())
+
     epoch = 0
-    while time.time() < stop_at:
+    while not stopped():
         for batch in pipe.epoch(epoch):
             _, terms = distiller(batch)
             opt.zero_grad()
@@ -77,7 +83,7 @@ def student_main(args) -> None:
             opt.step()
             times.append(time.time())
             keys.append([batch.epoch, batch.step])
-            if time.time() >= stop_at:
+            if stopped():
                 break
         epoch += 1
     ledger = src.accounting()
@@ -92,10 +98,11 @@ def student_main(args) -> None:
 
 
 def spawn(address: str, out: Path, seed: int, seconds: float, service: str | None = None,
-          replicas: int = 1) -> subprocess.Popen:
+          replicas: int = 1, stop_file: Path | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "benchmarks.teacher_service", "student", "--address", address,
            "--out", str(out), "--seed", str(seed), "--seconds", str(seconds),
-           "--replicas", str(replicas), *(["--service", service] if service else [])]
+           "--replicas", str(replicas), *(["--service", service] if service else []),
+           *(["--stop-file", str(stop_file)] if stop_file else [])]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
 
@@ -153,37 +160,62 @@ def part_share(address: str, tmp: Path, seconds: float) -> list[str]:
     own = [json.loads((tmp / f"o{i}.json").read_text()) for i in range(2)]
     for label, results in (("one service, 2 replicas", shared),
                            ("own pool each, 1 replica", own)):
-        per = [rate(r) for r in results]
+        both = (max(r["times"][1] for r in results), min(r["times"][-1] for r in results))
+        per = [rate(r, *both) for r in results]  # while both train
         rows.append(f"| {label} | {per[0]:.0f} | {per[1]:.0f} | {sum(per):.0f} | "
                     f"{sum(r['lost'] for r in results)} / "
                     f"{sum(r['duplicated'] for r in results)} |")
     return rows
 
 
+def wait_attached(name: str, n: int, timeout_s: float = 600) -> float:
+    """Wait until ``n`` students have answers from service ``name``; returns the time."""
+    deadline = time.time() + timeout_s
+    while sum(s["answered"] > 0 for s in status(name)["students"]) < n:
+        if time.time() > deadline:
+            raise RuntimeError(f"{n} student(s) did not start within {timeout_s:g}s")
+        time.sleep(0.5)
+    return time.time()
+
+
 def part_autoscale(address: str, tmp: Path, seconds: float) -> list[str]:
+    """Times are from the first student's first answer; join and leave are when the
+    service saw the second student attach (first answer) and detach."""
     from edgedistill.elastic.service import stop_service
 
     serve("auto", 1, {"min_replicas": 1, "max_replicas": 3, "interval_s": 2.0,
                       "cooldown_s": 3.0})
-    t0 = time.time()
-    first = spawn(address, tmp / "a0.json", 0, seconds, "auto")
-    samples, second, joined, left = [], None, None, None
+    stops = [tmp / "stop-a0", tmp / "stop-a1"]
+    procs = [spawn(address, tmp / "a0.json", 0, 3600, "auto", stop_file=stops[0])]
+    samples, joined, left = [], None, None
     try:
-        while first.poll() is None:
+        t0 = wait_attached("auto", 1)
+        while time.time() - t0 < seconds:
             now = time.time() - t0
-            if second is None and now > seconds / 3:
-                second, joined = spawn(address, tmp / "a1.json", 1, seconds / 3, "auto"), now
-            if second is not None and left is None and second.poll() is not None:
-                left = now
+            if len(procs) == 1 and now > seconds / 4:
+                procs.append(spawn(address, tmp / "a1.json", 1, 3600, "auto",
+                                   stop_file=stops[1]))
             info = status("auto")
+            answering = [s for s in info["students"] if s["answered"] > 0]
+            if joined is None and len(answering) == 2:
+                joined = now
+            if joined is not None and left is None and now - joined > seconds / 3:
+                stops[1].touch()
+            if stops[1].exists() and left is None and len(info["students"]) == 1:
+                left = now
             samples.append({"t": now, "replicas": sum(r["state"] == "alive"
                                                      for r in info["replicas"]),
                             "students": {s["id"]: (s["answered"], s["wait_fraction"])
                                          for s in info["students"]}})
             time.sleep(1.0)
-        finish([first, second], 300)
+        for stop in stops:
+            stop.touch()
+        finish(procs, 300)
     finally:
         stop_service("auto")
+    if joined is None or left is None:
+        raise RuntimeError(f"the second student did not join and leave in {seconds:g}s; "
+                           "give more --autoscale-seconds")
     results = [json.loads((tmp / f"a{i}.json").read_text()) for i in range(2)]
     grow = next((s["t"] - joined for s in samples if s["t"] > joined and
                  s["replicas"] > _replicas_at(samples, joined)), None)
@@ -192,7 +224,7 @@ def part_autoscale(address: str, tmp: Path, seconds: float) -> list[str]:
     plot(samples, joined, left, t0, results)
     return [f"second student joined at {joined:.0f} s, left at {left:.0f} s; pool grew "
             f"{_s(grow)} after the join and shrank {_s(shrink)} after the leave; replicas "
-            f"over time {[s['replicas'] for s in samples]}",
+            f"each second {[s['replicas'] for s in samples]}",
             f"student 1 images/s alone before the join {rate(results[0], t1=t0 + joined):.0f}, "
             f"with the second {rate(results[0], t0 + joined, t0 + left):.0f}, after "
             f"{rate(results[0], t0=t0 + left):.0f}; student 2 {rate(results[1]):.0f}; lost / "
@@ -249,18 +281,21 @@ def part_kills(address: str, tmp: Path, kills: int, every_s: float) -> list[str]
     from edgedistill.elastic.service import stop_service
 
     serve("kills", 2)
-    seconds = kills * every_s + 20
-    procs = [spawn(address, tmp / f"k{i}.json", i, seconds, "kills") for i in range(2)]
+    stop = tmp / "stop-kills"
+    procs = [spawn(address, tmp / f"k{i}.json", i, 3600, "kills", stop_file=stop)
+             for i in range(2)]
     killed_at = []
     try:
-        time.sleep(15)  # both attached and training
+        wait_attached("kills", 2)
         while len(killed_at) < kills and all(p.poll() is None for p in procs):
             alive = [r for r in status("kills")["replicas"] if r["state"] == "alive"]
             if alive:
                 os.kill(alive[0]["pid"], signal.SIGKILL)
                 killed_at.append(time.time())
             time.sleep(every_s)
-        finish(procs, seconds + 300)
+        time.sleep(5)  # the last kill's stall is measured too
+        stop.touch()
+        finish(procs, 300)
         restarts = status("kills")["restarts"]
     finally:
         stop_service("kills")
@@ -287,6 +322,7 @@ def main() -> None:
     st.add_argument("--seconds", type=float, default=30)
     st.add_argument("--replicas", type=int, default=1)
     st.add_argument("--service", default=None)
+    st.add_argument("--stop-file", default=None)
     parser.add_argument("--part", nargs="*", default=["share", "autoscale", "kills"])
     parser.add_argument("--seconds", type=float, default=40, help="per share run")
     parser.add_argument("--autoscale-seconds", type=float, default=90)
