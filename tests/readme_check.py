@@ -104,6 +104,12 @@ def _distill(p):
     return [_run_dir(p, load_config(p["config"], DistillExperiment, _overrides(p)))]
 
 
+def _teachers_serve(p):
+    """A service reads a distill config and writes nothing."""
+    load_config(p["config"], DistillExperiment, _overrides(p))
+    return []
+
+
 def _split_train(p):
     return [_run_dir(p, load_config(p["config"], SplitExperiment, _overrides(p)))]
 
@@ -154,10 +160,12 @@ LOADERS: dict[tuple[str, ...], Callable[[dict], list[Path]]] = {
     ("train",): _train, ("distill",): _distill, ("split", "train"): _split_train,
     ("study",): _study, ("design",): _design, ("profile-device",): _profile_device,
     ("split", "plan"): _split_plan, ("split", "token"): lambda p: [Path(p["path"])],
+    ("teachers", "serve"): _teachers_serve,
 }
 # Commands that only read what earlier ones made: no config of their own.
 READERS = {("models",), ("datasets",), ("losses",), ("zoo",), ("eval",), ("export",),
-           ("demo",), ("split", "serve"), ("split", "infer")}
+           ("demo",), ("split", "serve"), ("split", "infer"), ("teachers", "status"),
+           ("teachers", "stop")}
 TRAINS = {("train",), ("distill",), ("split", "train"), ("study",)}
 
 

@@ -37,6 +37,8 @@ KINDS = {"bash", "indented", "yaml", "python", "text"}  # text blocks are shown,
 RUNS = {"edgedistill", "python", "chmod"}  # programs the slow test runs
 MADE_FROM_YAML = "my_experiment.yaml"  # the README's name for "the YAML block above"
 CLUSTER = "needs a multi-machine Ray cluster (tests/elastic test a real local one)"
+SERVICE = ("needs a Ray cluster; tests/elastic/test_service.py runs serve, distill attached "
+           "to a service, status and stop against a real local one")
 NOT_RUN = {
     "make demo": "the demo on 20,000 images (3 min of both cores); tests/test_demo.py runs "
                  "the same `edgedistill demo` on 512",
@@ -53,6 +55,13 @@ NOT_RUN = {
     "HEAD_IP:29400 --rdzv-id kd1 -m edgedistill distill my_experiment.yaml --out "
     "runs/kd_resnet8_ddp": "needs two machines with 8 GPUs each; tests/train/test_ddp.py "
                            "runs the same ranks through torchrun on one machine",
+    "edgedistill teachers serve configs/fashion_mnist/kd_resnet8.yaml --name fm56 "
+    "--address HEAD_IP:6379": SERVICE,
+    "edgedistill distill configs/fashion_mnist/kd_resnet8.yaml --set teacher.mode=pool "
+    "--set teacher.pool.service=fm56 --set teacher.pool.address=HEAD_IP:6379 "
+    "--out runs/kd_resnet8_service": SERVICE,
+    "edgedistill teachers status fm56 --address HEAD_IP:6379": SERVICE,
+    "edgedistill teachers stop fm56 --address HEAD_IP:6379": SERVICE,
 }
 SMALL_DATA = ["data.limit_train=256", "data.limit_test=256"]
 SMALL = [a for s in [*SMALL_DATA, "train.epochs=1"] for a in ("--set", s)]
