@@ -2,7 +2,9 @@
 
 ``PoolSource`` is the teacher source a Distiller uses (``teacher.mode: pool``);
 ``TeacherPool`` runs heterogeneous, elastic, fault-tolerant replicas; ``Autoscaler``
-grows the pool while the student waits and shrinks it while replicas idle.
+grows the pool while the student waits and shrinks it while replicas idle. A teacher
+service (``service.py``, ``edgedistill teachers serve``) is such a pool as a named,
+detached Ray actor that several students attach to (``attach.py``).
 
 The names below load on first use, so mounting the ``teachers`` command does not import
 torch and Ray on every ``edgedistill`` call.
