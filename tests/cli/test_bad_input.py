@@ -230,10 +230,12 @@ def test_every_float_field_of_every_experiment_refuses_inf():
             bad = yaml.safe_load(yaml.safe_dump(raw))
             node = bad
             *parents, last = key.split(".")
-            for part in parents:
-                node = node[int(part)] if part.isdigit() else node.setdefault(part, {})
+            for i, part in enumerate(parents):
+                item = i + 1 < len(parents) and parents[i + 1].isdigit()  # a list of models
+                node = node[int(part)] if part.isdigit() else node.setdefault(
+                    part, [{}] if item else {})
             node[last] = float("inf")
             with pytest.raises(UsageError, match=key.replace(".", r"\.")):
                 validate(bad, schema)
             checked += 1
-    assert checked > 20  # the walk found the fields (lr, gamma, halting thresholds, ...)
+    assert checked > 20  # the walk found the fields (lr, gamma, pool replicas, ...)

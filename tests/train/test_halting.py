@@ -168,3 +168,15 @@ def test_a_plugin_rule_from_a_user_file_validates_and_halts(tmp_path):
                                          "level, min_epochs"):
         validate({**DISTILL, **raw, "halting": [{"kind": "train_acc_above", "levl": 1}]},
                  DistillExperiment)
+
+
+def test_every_float_field_of_every_halting_kind_refuses_inf():
+    checked = 0
+    for kind in HALTING.names():
+        for name, field in HALTING.settings_model(kind).model_fields.items():
+            if field.annotation is float:
+                with pytest.raises(UsageError, match=f"{name}.*finite"):
+                    validate({**DISTILL, "halting": [{"kind": kind, name: float("inf")}]},
+                             DistillExperiment)
+                checked += 1
+    assert checked >= 4  # min_delta, threshold, epsilon, delta
