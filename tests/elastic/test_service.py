@@ -279,3 +279,21 @@ def test_the_cli_serves_a_service_that_a_distill_run_attaches_to(cluster, teache
     assert stopped.returncode == 0, stopped.stderr
     again = run_cli("teachers", "stop", "cli", *where, timeout=120)
     assert again.returncode == 2 and "no teacher service 'cli'" in again.stderr
+
+
+def test_the_teachers_commands_name_an_unreachable_cluster(tmp_path):
+    import socket
+
+    from tests.conftest import run_cli
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free once closed: nothing listens there
+    for args in (["status"], ["stop", "svc"]):
+        done = run_cli("teachers", *args, "--address", f"127.0.0.1:{port}", timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert f"cannot reach Ray at 127.0.0.1:{port}" in done.stderr
+        assert "Traceback" not in done.stderr
+    missing = run_cli("teachers", "serve", str(tmp_path / "none.yaml"), "--name", "x",
+                      timeout=120)
+    assert missing.returncode == 2 and "none.yaml" in missing.stderr
