@@ -156,11 +156,19 @@ def _split_plan(p):
     return [Path(p["out"]) if p["out"] else Path(p["run_dir"]) / "plan"]
 
 
+def _check(p):
+    """``check`` reads a config of any kind and writes nothing."""
+    from edgedistill.check import CHECKS, detect_kind
+
+    CHECKS.get(p["kind"] or detect_kind(read_yaml_mapping(p["config"]), Path(p["config"])))
+    return []
+
+
 LOADERS: dict[tuple[str, ...], Callable[[dict], list[Path]]] = {
     ("train",): _train, ("distill",): _distill, ("split", "train"): _split_train,
     ("study",): _study, ("design",): _design, ("profile-device",): _profile_device,
     ("split", "plan"): _split_plan, ("split", "token"): lambda p: [Path(p["path"])],
-    ("teachers", "serve"): _teachers_serve,
+    ("teachers", "serve"): _teachers_serve, ("check",): _check,
 }
 # Commands that only read what earlier ones made: no config of their own.
 READERS = {("models",), ("datasets",), ("losses",), ("zoo",), ("eval",), ("export",),

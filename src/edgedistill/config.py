@@ -51,7 +51,8 @@ class DataConfig(Strict):
     streaming: bool | None = Field(
         None, description="read samples from disk while training (imagefolder, webdataset); "
         "unset: only when the decoded set would exceed memory_budget_gb")
-    memory_budget_gb: float = Field(4.0, gt=0, description="largest decoded set held in memory")
+    memory_budget_gb: float = Field(4.0, gt=0, description="largest decoded set held in "
+                                    "memory, in GiB")
     workers: int = Field(2, ge=0, description="DataLoader worker processes when streaming")
     prefetch: int = Field(2, ge=1, description="batches each worker prepares ahead (streaming "
                           "memory is about workers x prefetch batches)")

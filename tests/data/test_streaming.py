@@ -136,7 +136,7 @@ def test_over_the_memory_budget_streams_and_says_so(jpeg_folder):
     cfg = data_config(jpeg_folder, streaming=None, memory_budget_gb=1e-4)
     train, _, _ = api.build_splits(cfg, 0, log=lines.append)
     assert isinstance(train, StreamingData)
-    assert len(lines) == 1 and "streaming it from disk" in lines[0] and "0.000614 GB" in lines[0]
+    assert len(lines) == 1 and "streaming it from disk" in lines[0] and "0.000572 GiB" in lines[0]
     roomy, _, _ = api.build_splits(data_config(jpeg_folder, streaming=None), 0,
                                    log=lines.append)
     assert not isinstance(roomy, StreamingData) and len(lines) == 1

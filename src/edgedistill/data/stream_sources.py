@@ -98,9 +98,9 @@ def wants_streaming(cfg, log=print) -> bool:
     if cfg.streaming or cfg.dataset == "webdataset":
         return True
     need = decoded_bytes(cfg.dataset, cfg.root, cfg.options)
-    budget = cfg.memory_budget_gb * 1e9
+    budget = cfg.memory_budget_gb * 2**30
     if need is not None and need > budget:
-        log(f"data: {cfg.dataset} would take {need / 1e9:.3g} GB decoded in memory, over "
+        log(f"data: {cfg.dataset} would take {need / 2**30:.3g} GiB decoded in memory, over "
             f"data.memory_budget_gb={cfg.memory_budget_gb:g}: streaming it from disk with "
             f"{cfg.workers} workers instead")
         return True
