@@ -176,3 +176,15 @@ def test_a_corrupt_jpeg_is_skipped_with_a_warning_naming_it(corrupt_folder):
     assert lines == [f"warning: skipping {bad}: no decoder can read it (data.on_corrupt: skip)"]
     short = next(b for b in batches if len(b) == 15)
     assert_same(pipe.batch(0, short.step), short)  # still a pure function
+
+
+def test_decoding_in_the_main_process_gives_the_workers_batches(jpeg_folder):
+    """On a GPU the workers only read bytes and the main process decodes (nvJPEG); the
+    same path, pointed at the CPU, must give exactly the batches the workers make."""
+    train, _ = pipelines(data_config(jpeg_folder))
+    main, _ = pipelines(data_config(jpeg_folder))
+    main.decode_device = torch.device("cpu")
+    prepared = main.prepare(main.positions(1, 2), main.sample_draw(1))
+    assert isinstance(prepared["images"], list) and prepared["images"][0].dim() == 1
+    for a, b in zip(main.epoch(1), train.epoch(1), strict=True):
+        assert_same(a, b)
