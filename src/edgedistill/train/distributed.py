@@ -16,6 +16,7 @@ batch of (seed, epoch, step) is the one-process batch.
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -83,7 +84,28 @@ def init(device: str = "auto") -> World:
                              f"{torch.cuda.device_count()} or fewer")
         torch.cuda.set_device(local)
     dist.init_process_group(BACKENDS[dev.type], timeout=TIMEOUT)
+    quiet_peer_loss()
     return world()
+
+
+PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+
+
+def quiet_peer_loss() -> None:
+    """A collective that fails because another rank died ends this rank with one line,
+    not a traceback: the launcher names the rank that died first."""
+    previous = sys.excepthook
+
+    def hook(kind, err, tb):
+        lost = isinstance(err, getattr(dist, "DistNetworkError", ())) or (
+            isinstance(err, RuntimeError) and any(m in str(err) for m in PEER_LOST))
+        if not lost:
+            return previous(kind, err, tb)
+        first = (str(err).splitlines() or [""])[0][:160]
+        print(f"error: rank {os.environ.get('RANK', '?')}: another rank is gone ({first})",
+              file=sys.stderr)
+
+    sys.excepthook = hook
 
 
 def barrier() -> None:
