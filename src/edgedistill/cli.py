@@ -74,7 +74,7 @@ def _ranks(nproc: Optional[int], cfg, target: Path, resume: bool, halting_report
         raise UsageError("--halting-report runs one process; drop --nproc")
     from edgedistill.api import check_run_dir
 
-    launch.check_splits(cfg.data.batch_size, nproc)
+    launch.check_before_start(cfg, nproc)
     check_run_dir(target, resume)
     try:
         launch.launch(nproc, launch.without_nproc(sys.argv[1:]), target)

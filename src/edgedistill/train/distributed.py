@@ -56,10 +56,6 @@ def world() -> World:
                  dist.get_backend())
 
 
-def under_torchrun() -> bool:
-    return "TORCHELASTIC_RUN_ID" in os.environ or "LOCAL_RANK" in os.environ
-
-
 def init(device: str = "auto") -> World:
     """Join the process group torchrun prepared (once; a no-op outside torchrun or with
     one rank). On CUDA each rank takes ``cuda:LOCAL_RANK`` as its current device, so the
@@ -108,6 +104,16 @@ def quiet_peer_loss() -> None:
     sys.excepthook = hook
 
 
+def _sums(values: list[float]) -> torch.Tensor:
+    """``values`` summed over the ranks, as float64 on the device the backend reduces on
+    (NCCL reduces CUDA tensors only)."""
+    device = (torch.device("cuda", torch.cuda.current_device())
+              if dist.get_backend() == "nccl" else torch.device("cpu"))
+    sums = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(sums)
+    return sums.cpu()
+
+
 def barrier() -> None:
     if world().size > 1:
         dist.barrier()
@@ -148,8 +154,7 @@ def reduce_eval(pipe, correct: int, loss_sum: float, seen: int, preds: list[torc
     order (each batch's slices put back together in rank order)."""
     if getattr(pipe, "world_size", 1) == 1:
         return correct, loss_sum, seen, preds
-    sums = torch.tensor([correct, loss_sum, seen], dtype=torch.float64)
-    dist.all_reduce(sums)
+    sums = _sums([correct, loss_sum, seen])
     per_rank = gather(preds)
     merged = [torch.cat([r[i] for r in per_rank]) for i in range(len(preds))]
     return int(sums[0].item()), sums[1].item(), int(sums[2].item()), merged
@@ -180,9 +185,9 @@ class DataParallel:
         device = trainer.device
         if trainer.cfg.train.sync_bn:
             if device.type != "cuda":
-                raise UsageError("train.sync_bn: torch's SyncBatchNorm runs on CUDA only; on "
-                                 "CPU set it to false (each rank then normalizes its own "
-                                 "slice of the batch)")
+                from edgedistill.train.launch import SYNC_BN_CPU
+
+                raise UsageError(SYNC_BN_CPU)
             use_sync_batchnorm(trainer.task)
         for pipe in (trainer.train_pipe, trainer.test_pipe, trainer.val_pipe):
             if pipe is not None and (pipe.rank, pipe.world_size) != (w.rank, w.size):
@@ -214,9 +219,7 @@ class DataParallel:
             return
         acc = trainer.accum
         names = sorted(acc["loss_sums"])
-        sums = torch.tensor([acc["loss_sums"][k] for k in names] + [acc["correct"], acc["seen"]],
-                            dtype=torch.float64)
-        dist.all_reduce(sums)
+        sums = _sums([acc["loss_sums"][k] for k in names] + [acc["correct"], acc["seen"]])
         seen = int(sums[-1].item())
         trainer.images_seen += seen - acc["seen"]
         acc["loss_sums"] = dict(zip(names, sums[:len(names)].tolist(), strict=True))

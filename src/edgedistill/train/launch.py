@@ -16,6 +16,8 @@ from pathlib import Path
 from edgedistill.errors import UsageError
 
 MONITOR_S = 0.5
+SYNC_BN_CPU = ("train.sync_bn: torch's SyncBatchNorm runs on CUDA only; on CPU set it to "
+               "false (each rank then normalizes its own slice of the batch)")
 
 
 class RankFailed(UsageError):
@@ -57,11 +59,16 @@ def launch(nproc: int, argv: list[str], run_dir: Path) -> None:
         raise failure_message(err, nproc, run_dir) from None
 
 
-def check_splits(batch_size: int, nproc: int) -> None:
-    """Refuse, before any rank starts, a batch that does not split into equal slices."""
-    if batch_size % nproc:
-        raise UsageError(f"data.batch_size {batch_size} does not split into {nproc} equal "
-                         f"slices (one per rank); make it a multiple of {nproc}")
+def check_before_start(cfg, nproc: int) -> None:
+    """Refuse, before any rank starts, what every rank would refuse: a batch that does not
+    split into equal slices, SyncBatchNorm without CUDA."""
+    from edgedistill.train.device import resolve_device
+
+    if cfg.data.batch_size % nproc:
+        raise UsageError(f"data.batch_size {cfg.data.batch_size} does not split into {nproc} "
+                         f"equal slices (one per rank); make it a multiple of {nproc}")
+    if cfg.train.sync_bn and resolve_device(cfg.train.device).type != "cuda":
+        raise UsageError(SYNC_BN_CPU)
 
 
 def _cause_order(kv) -> tuple:
