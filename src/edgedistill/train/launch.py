@@ -61,14 +61,21 @@ def launch(nproc: int, argv: list[str], run_dir: Path) -> None:
 
 def check_before_start(cfg, nproc: int) -> None:
     """Refuse, before any rank starts, what every rank would refuse: a batch that does not
-    split into equal slices, SyncBatchNorm without CUDA."""
+    split into equal slices, SyncBatchNorm without CUDA, more ranks than GPUs."""
+    import torch
+
     from edgedistill.train.device import resolve_device
 
     if cfg.data.batch_size % nproc:
         raise UsageError(f"data.batch_size {cfg.data.batch_size} does not split into {nproc} "
                          f"equal slices (one per rank); make it a multiple of {nproc}")
-    if cfg.train.sync_bn and resolve_device(cfg.train.device).type != "cuda":
+    device = resolve_device(cfg.train.device)
+    if cfg.train.sync_bn and device.type != "cuda":
         raise UsageError(SYNC_BN_CPU)
+    if device.type == "cuda" and nproc > torch.cuda.device_count():
+        raise UsageError(f"--nproc {nproc} on {torch.cuda.device_count()} CUDA device(s): one "
+                         f"device per rank; use --nproc {torch.cuda.device_count()} or fewer, "
+                         "or train.device=cpu")
 
 
 def _cause_order(kv) -> tuple:
