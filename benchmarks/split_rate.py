@@ -41,7 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.split_upscaled import train_teacher  # noqa: E402
 from edgedistill import api  # noqa: E402
-from edgedistill.config import ModelConfig, OptimizerConfig, TrainExperiment, load_config  # noqa: E402
+from edgedistill.config import (  # noqa: E402
+    ModelConfig,
+    OptimizerConfig,
+    ScheduleConfig,
+    TrainExperiment,
+    load_config,
+)
 from edgedistill.split.config import SplitExperiment  # noqa: E402
 from edgedistill.split.evaluate import accuracy_on  # noqa: E402
 from edgedistill.split.images import decode_image  # noqa: E402
@@ -62,6 +68,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--results", default="benchmarks/results/split_rate")
     p.add_argument("--teacher-epochs", type=int, default=4)
     p.add_argument("--teacher-train", type=int, default=20000)
+    p.add_argument("--teacher-weights", help="use this teacher weights file as it is")
+    p.add_argument("--anneal-from", help="checkpoint of a teacher run cut short: anneal it "
+                                          "one epoch instead of training the teacher")
+    p.add_argument("--anneal-train", type=int, default=5000)
+    p.add_argument("--anneal-lr", type=float, default=0.01)
     p.add_argument("--student-epochs", type=int, default=3)
     p.add_argument("--device-slowdown", type=float, default=10.0)
     p.add_argument("--rtt-ms", type=float, default=10.0)
@@ -110,6 +121,32 @@ def input_sweep(teacher: nn.Module, test) -> dict:
                      "bytes_mean": float(np.mean([len(b) for b in blobs])), "acc": acc}
         print(f"input {name}: {out[name]['bytes_mean']:.1f} B, acc {acc:.4f}", flush=True)
     return {"points": out}
+
+
+def anneal_teacher(cfg: SplitExperiment, checkpoint: Path, out: Path, lr: float,
+                   threads: int) -> Path:
+    """A teacher cut short (CPU budget): its checkpoint's weights trained one more epoch
+    on ``cfg.data`` with SGD from ``lr`` down to 0 (cosine), so the study's teacher is an
+    annealed one; returns the run dir."""
+    from edgedistill.models import create_model
+    from edgedistill.train.checkpoint import load_checkpoint
+    from edgedistill.train.tasks import Supervised
+
+    if (out / "summary.json").exists():
+        return out
+    torch.set_num_threads(threads)
+    train_data, test_data = load_split_data(cfg)
+    net = create_model("resnet18", num_classes=10, in_channels=3)
+    state = load_checkpoint(checkpoint)["model"]
+    net.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+    run_cfg = TrainExperiment(
+        name="teacher_anneal", seed=cfg.seed, data=cfg.data, model=ModelConfig(name="resnet18"),
+        train=cfg.train.model_copy(update={
+            "epochs": 1, "threads": threads, "schedule": ScheduleConfig(name="cosine"),
+            "optimizer": OptimizerConfig(name="sgd", lr=lr)}))
+    pipes = api.build_pipelines(cfg.data, train_data, test_data, cfg.seed, torch.device("cpu"))
+    Trainer(Supervised(net), *pipes, run_cfg, out).fit()
+    return out
 
 
 class KDStudent(nn.Module):
@@ -291,8 +328,16 @@ def main() -> None:
     cfg = load_config(args.config, SplitExperiment)
     teacher_cfg = load_config(args.teacher_config, SplitExperiment, [
         f"data.limit_train={args.teacher_train}", "train.schedule.warmup_epochs=0.25"])
-    teacher_dir = train_teacher(teacher_cfg, out / "teacher", args.teacher_epochs, "resnet18",
-                                0.05, args.threads)
+    if args.teacher_weights:
+        teacher_dir = Path(args.teacher_weights)
+    elif args.anneal_from:
+        anneal_cfg = load_config(args.teacher_config, SplitExperiment,
+                                 [f"data.limit_train={args.anneal_train}"])
+        teacher_dir = anneal_teacher(anneal_cfg, Path(args.anneal_from), out / "teacher_anneal",
+                                     args.anneal_lr, args.threads)
+    else:
+        teacher_dir = train_teacher(teacher_cfg, out / "teacher", args.teacher_epochs,
+                                    "resnet18", 0.05, args.threads)
     teacher = api.load_model(str(teacher_dir))
     runs = {}
     for name, path in (("8bit", args.config), ("entropy", args.entropy_config)):
@@ -330,11 +375,12 @@ def main() -> None:
     plot_rate(points, meta["teacher_acc"], locals_, results / "rate_accuracy.png")
     (results / "rate_accuracy.md").write_text(rate_markdown(points, meta["teacher_acc"],
                                                             locals_, met))
-    teacher_summary = json.loads((teacher_dir / "summary.json").read_text())
-    summary = {"date": date.today().isoformat(), "argv": sys.argv,
-               "teacher": {k: teacher_summary.get(k) for k in
-                           ("final_test_acc", "best_test_acc", "epochs_run", "wall_seconds",
-                            "images_seen")},
+    run_summary = teacher_dir / "summary.json"
+    teacher_summary = json.loads(run_summary.read_text()) if run_summary.exists() else {}
+    summary = {"date": date.today().isoformat(), "argv": sys.argv, "teacher_source": str(
+               teacher_dir), "teacher": {k: teacher_summary.get(k) for k in
+                                         ("final_test_acc", "best_test_acc", "epochs_run",
+                                          "wall_seconds", "images_seen")},
                "teacher_acc_study_test": meta["teacher_acc"], "design_pick": pick,
                "host_teacher_gflops": host_gflops, "points": points, "goals": met,
                "split_vs_local": split_vs_local(options, rows), "plan": rows}

@@ -29,6 +29,9 @@ class BottleneckConfig(Strict):
     betas: list[float] = Field([], description=(
         "entropy-coded heads (CompressAI EntropyBottleneck), one per channels x beta, "
         "trained on task loss + beta * bits per sample; empty: 8-bit heads"))
+    density_steps: int = Field(300, ge=0, description=(
+        "entropy heads: Adam steps that refit only the density to the trained encoder's "
+        "outputs before its tables are fixed (changes the bytes, not the values sent)"))
 
     @field_validator("channels")
     @classmethod

@@ -88,6 +88,27 @@ class EntropyHead(BottleneckHead):
         """CompressAI's auxiliary loss: fits the quantiles (the coder's value range) alone."""
         return self.entropy.loss()
 
+    def refit_density(self, batches, steps: int, lr: float = 0.01) -> None:
+        """Fit only the density (and quantiles) to the trained encoder's outputs on
+        ``batches`` (image tensors), ``steps`` Adam steps: it changes no value that is
+        sent, only how well it is coded, and is cheap (one encoder pass per step). Short
+        trainings leave the density far wider than the values (see ``INIT_SCALE``)."""
+        if steps <= 0:
+            return
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            zs = [self.encoder(x) for x in batches]
+        self.entropy.train()
+        opt = torch.optim.Adam(self.entropy.parameters(), lr=lr)
+        for i in range(steps):
+            _, likelihoods = self.entropy(zs[i % len(zs)])
+            loss = -torch.log2(likelihoods).mean() + self.aux_loss()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        self.train(was_training)
+
     @torch.no_grad()
     def fix_tables(self) -> None:
         """Build the integer CDF tables from the trained density: once, after training."""

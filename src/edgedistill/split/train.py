@@ -150,12 +150,16 @@ def head_stages(cfg: SplitExperiment, model: SplitModel, name: str, tail_layers:
     return stages
 
 
-def _fix_entropy_tables(model: SplitModel, run: Path) -> None:
-    """After a stage of an entropy head: fix its CDF tables and store them with the
-    weights (``model.safetensors``) and for the device (``entropy.safetensors``)."""
+def _fix_entropy_tables(model: SplitModel, run: Path, train_pipe, density_steps: int) -> None:
+    """After a stage of an entropy head: refit its density on the training images
+    (``EntropyHead.refit_density``), fix its CDF tables and store them with the weights
+    (``model.safetensors``) and for the device (``entropy.safetensors``)."""
     from edgedistill.split.entropy import EntropyCodec
     from edgedistill.train.checkpoint import save_weights
 
+    device = next(model.head.parameters()).device
+    batches = [b.images.to(device) for b in train_pipe.epoch(0)]
+    model.head.refit_density(batches, density_steps)
     model.head.fix_tables()
     save_weights(run / "model.safetensors", model.state_dict(), model.spec)
     EntropyCodec(model.head.entropy).save(run)
@@ -259,7 +263,7 @@ def train_heads(cfg: SplitExperiment, run_dir: Path, teacher: nn.Module, pipes, 
             summary = _fit(task, stage_cfg, pipes, run_dir / stage_name, callbacks, device, resume)
             getattr(task, "close", lambda: None)()
             if beta is not None:
-                _fix_entropy_tables(model, run_dir / stage_name)
+                _fix_entropy_tables(model, run_dir / stage_name, pipes[0], b.density_steps)
             export_onnx(model.device_part, (1, *input_shape), run_dir / stage_name / "head.onnx")
             model.to(device)
             yield stage_name, channels, stage, summary, model
