@@ -11,6 +11,11 @@ augmentation are pure functions of (seed, epoch, step), so a checkpoint that sto
 model, optimizer, RNG and position resumes to the same numbers as a run that was never
 interrupted.
 
+The Trainer only trains: what happens around it is callbacks (``callbacks.py``). The
+halting state machine (``halt.pt``, the anneal) is ``train/halting/``; ``metrics.jsonl``,
+``plots/`` and any ``loggers:`` of the config are run loggers (``train/loggers/``), which
+the Trainer adds itself after the callbacks it is given.
+
 A non-finite loss stops training at once with ``TrainingDiverged`` (exit status 2 from
 the CLI), and weights are checked finite before anything is written, so the last good
 checkpoint is never replaced by a poisoned state. A resumed run repairs a
