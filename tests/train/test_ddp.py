@@ -375,3 +375,15 @@ def test_the_same_command_under_a_users_own_torchrun(tmp_path, write_yaml):
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["world_size"] == 2 and len(records(tmp_path / "run")) == 1
+
+
+@pytest.mark.slow
+def test_a_halt_is_rank_0s_decision_and_both_ranks_stop_together(tmp_path, write_yaml):
+    cfg = cli_config(**{"train.epochs": 3, "train.checkpoint_every_steps": None})
+    cfg["halting"] = [{"kind": "plateau", "patience": 1, "min_delta": 1.0}]
+    res = run_cli("train", str(write_yaml(cfg)), "--nproc", "2", "--out", str(tmp_path / "r"),
+                  timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["epochs_run"] == 2 and summary["halted"]["reason"].startswith("plateau")
+    assert (tmp_path / "r" / "checkpoints" / "halt.pt").exists()
