@@ -28,9 +28,10 @@ fi
 
 NPROCS=1
 [ "$NGPU" -gt 1 ] && NPROCS="1,$NGPU"
+BATCH=$(( 256 / NGPU * NGPU ))  # the global batch splits into one equal slice per GPU
 echo "== 1. KD images/s: online, cache, pool x ranks $NPROCS"
 timeout 420 "$PY" -m benchmarks.ddp_scaling --device cuda --nprocs "$NPROCS" \
-    --sources online,cache,pool --limit-train 20000 --batch-size 256 --epochs 2 \
+    --sources online,cache,pool --limit-train 20000 --batch-size "$BATCH" --epochs 2 \
     --threads 4 --replica-gpus 0.5 --timeout 200 ${DATA[@]+"${DATA[@]}"}
 
 if [ "$NGPU" -lt 2 ]; then
