@@ -260,7 +260,13 @@ class StreamingPipeline:
                 continue
             kept.append(p)
         if self.decode_device is None and images:
-            images = torch.stack(images)
+            out = None
+            if torch.utils.data.get_worker_info() is not None:  # as default_collate does:
+                # stacked straight into shared memory, no copy on the way to the main
+                # process, and no 10 MB private buffers for the worker's heap to fragment
+                out = torch.empty((len(images), *images[0].shape), dtype=images[0].dtype)
+                out.share_memory_()
+            images = torch.stack(images, out=out)
         return {"images": images, "positions": torch.tensor(kept, dtype=torch.int64),
                 "skipped": skipped, "error": None}
 
