@@ -76,10 +76,18 @@ class EntropyHead(BottleneckHead):
         self.spec.update(kind="entropy", beta=float(beta))
 
     def rate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(z rounded or noised as the mode says, bits per sample under the model)."""
-        z_hat, likelihoods = self.entropy(self.encoder(x))
+        """(z as the decoder receives it, bits per sample under the model). The bits
+        are taken on noised values (a differentiable rate), but the decoder always gets
+        the rounded ones the coder sends, in training through a straight-through
+        gradient: trained on noise alone, the decoder lost up to 50 points of accuracy
+        on rounded values (0.74 -> 0.25 at beta 0.002, 2026-12-03 study)."""
+        z = self.encoder(x)
+        noised, likelihoods = self.entropy(z)
         bits = -torch.log2(likelihoods).sum() / x.shape[0]
-        return z_hat, bits
+        if not self.training:
+            return noised, bits  # eval mode: already the coder's round(z - median) + median
+        medians = self.entropy._get_medians().detach().reshape(1, -1, 1, 1)
+        return z + (torch.round(z - medians) + medians - z).detach(), bits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.rate(x)[0])
