@@ -175,3 +175,21 @@ def test_server_and_client_round_trip_the_entropy_codec_over_http(entropy_run):
     assert "entropy" in info["codecs"]
     assert eight_bit.status_code == 200  # the decoder also takes unquantized values
     assert truncated.status_code == 400 and "truncated" in truncated.json()["error"]
+
+
+def test_density_refit_keeps_the_medians_so_the_values_sent_do_not_move():
+    from edgedistill.split.entropy import EntropyHead
+
+    torch.manual_seed(0)
+    head = EntropyHead((1, 8, 8), (4, 4, 4), channels=2, width=4)
+    x = torch.randn(8, 1, 8, 8)
+    before = head.entropy.quantiles.detach().clone()
+    head.refit_density([x, x * 2], steps=30)
+    after = head.entropy.quantiles.detach()
+    assert torch.equal(after[:, :, 1], before[:, :, 1])
+    assert not torch.equal(after, before)  # the density and the range were refitted
+    head.train()  # in training the decoder gets round(z - median) + median, as sent
+    z_hat, bits = head.rate(x)
+    z = head.encoder(x)
+    medians = head.entropy._get_medians().reshape(1, -1, 1, 1)
+    assert torch.allclose(z_hat, torch.round(z - medians) + medians) and bits.item() > 0
