@@ -188,3 +188,24 @@ def test_decoding_in_the_main_process_gives_the_workers_batches(jpeg_folder):
     assert isinstance(prepared["images"], list) and prepared["images"][0].dim() == 1
     for a, b in zip(main.epoch(1), train.epoch(1), strict=True):
         assert_same(a, b)
+
+
+def test_a_data_parallel_rank_streams_its_slice_of_the_global_batch(jpeg_folder, monkeypatch):
+    """Like BatchPipeline, a streaming pipeline built without ``shard`` asks the process
+    group for its rank (here the group is faked: tests/train/test_ddp.py runs real ranks)."""
+    from edgedistill.train import distributed
+
+    cfg = data_config(jpeg_folder)
+    whole, _ = pipelines(cfg)
+    parts = []
+    for rank in range(2):
+        monkeypatch.setattr(distributed, "world", lambda rank=rank: distributed.World(rank, 2))
+        parts.append(pipelines(cfg)[0])
+    assert [(p.rank, p.world_size) for p in parts] == [(0, 2), (1, 2)]
+    for epoch, step in [(0, 0), (2, 3)]:
+        full = whole.batch(epoch, step)
+        sliced = [p.batch(epoch, step) for p in parts]
+        assert [len(s) for s in sliced] == [8, 8]
+        for field in ("indices", "labels", "raw", "images"):
+            assert torch.equal(torch.cat([getattr(s, field) for s in sliced]),
+                               getattr(full, field))

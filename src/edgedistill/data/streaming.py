@@ -150,7 +150,7 @@ class StreamingPipeline:
                  drop_last: bool | None = None, device: str | torch.device = "cpu",
                  num_draws: int | None = None, workers: int = 2, prefetch: int = 2,
                  on_corrupt: str = "error", transform: str = "imagenet",
-                 transform_options: dict | None = None, shard: tuple[int, int] = (0, 1),
+                 transform_options: dict | None = None, shard: tuple[int, int] | None = None,
                  log=print):
         if batch_size < 1:
             raise UsageError(f"batch_size must be >= 1, got {batch_size}")
@@ -187,6 +187,10 @@ class StreamingPipeline:
         if len(self) == 0:
             raise UsageError(f"{data.name}: {len(data)} samples make no batch of {batch_size} "
                              "with drop_last")
+        if shard is None:  # a data-parallel rank takes its slice, as BatchPipeline does
+            from edgedistill.train.distributed import world
+
+            shard = (world().rank, world().size)
         self.shard(*shard)
 
     def shard(self, rank: int, world_size: int) -> None:
