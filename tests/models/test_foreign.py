@@ -156,9 +156,8 @@ def test_pretrained_offline_is_one_line(tmp_path, monkeypatch):
 def test_torchvision_students_derive_smaller_and_run(arch):
     teacher = create_model(f"torchvision:{arch}", num_classes=10, in_channels=3)
     size = sum(p.numel() for p in teacher.parameters())
-    modes = ["shallower"] if arch == "resnet18" else ["shallower", "narrower", "both"]
     x = torch.rand(2, 3, 32, 32)
-    for mode in modes:
+    for mode in ["shallower", "narrower", "both"]:
         student = create_model(**derive_student(teacher.spec, mode))
         assert sum(p.numel() for p in student.parameters()) < 0.6 * size, mode
         assert student(x).shape == (2, 10)
@@ -167,8 +166,8 @@ def test_torchvision_students_derive_smaller_and_run(arch):
 
 def test_what_cannot_be_derived_is_named(nets):
     with pytest.raises(UsageError, match="narrower students cannot be derived from "
-                                         "'torchvision:resnet18'"):
-        derive_student(create_model("torchvision:resnet18", 10, 3).spec, "narrower")
+                                         "'torchvision:squeezenet1_0'"):
+        derive_student(create_model("torchvision:squeezenet1_0", 10, 3).spec, "narrower")
     factory = build(f"{nets}:make_net", 10, 3)
     with pytest.raises(UsageError, match="no shallower student can be derived from factory "
                                          "model .*structure .* is unknown"):
@@ -292,3 +291,18 @@ def test_model_configs_refuse_mistakes_at_load_naming_the_key(raw, message):
     base = {"teacher": {"source": "zoo:x"}, "student": {"name": "resnet8"}}
     with pytest.raises(UsageError, match=message):
         validate({**base, **raw}, DistillExperiment)
+
+
+def test_a_narrower_torchvision_resnet_keeps_torchvisions_keys_and_halves_its_channels():
+    from torchvision.models import resnet18
+
+    teacher = create_model("torchvision:resnet18", num_classes=10, in_channels=3)
+    spec = derive_student(teacher.spec, "narrower", width=0.5)
+    student = create_model(**spec)
+    assert spec["width"] == 0.5
+    assert set(student.state_dict()) == set(resnet18(num_classes=10).state_dict())
+    assert student.conv1.out_channels == 32 and student.layer4[0].conv1.out_channels == 256
+    assert student.fc.in_features == 256
+    full = sum(p.numel() for p in teacher.parameters())
+    assert 0.2 * full < sum(p.numel() for p in student.parameters()) < 0.3 * full
+    assert student(torch.rand(2, 3, 64, 64)).shape == (2, 10)

@@ -73,11 +73,14 @@ class _HubFamily(Family):
 
 
 class ResNetFamily(_HubFamily):
-    """Shallower students take a standard depth of the same block type; widths are fixed."""
+    """Shallower students take a standard depth of the same block type; narrower ones
+    scale every stage's channels by ``width`` (64, 128, 256, 512 at width 1), built from
+    torchvision's own blocks, so the state-dict keys stay torchvision's."""
 
     name = "torchvision:resnet"
     can_change_depth = True
-    options = {"blocks": None}
+    width_key = "width"
+    options = {"blocks": None, "width": 1.0}
 
     def default_blocks(self, arch: str) -> list[int]:
         return RESNET_BLOCKS[arch]
@@ -101,11 +104,34 @@ class ResNetFamily(_HubFamily):
         from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
         blocks = check_blocks(options.pop("blocks", None) or RESNET_BLOCKS[arch], 4)
+        width = check_width(options.pop("width", 1.0))
         block = BasicBlock if _kind(arch) == "basic" else Bottleneck
         model = ResNet(block, blocks, num_classes=num_classes, **options)
+        if width != 1:
+            narrow_resnet(model, block, blocks, max(1, round(64 * width)), num_classes)
         model.stage_names = ["layer1", "layer2", "layer3", "layer4"]
         model.embedding_name = "avgpool"
         return model
+
+
+def narrow_resnet(model: nn.Module, block, blocks: list[int], base: int,
+                  num_classes: int) -> None:
+    """Rebuild ``model``'s stem, stages and classifier with ``base`` channels in the first
+    stage (doubling per stage) through torchvision's own ``_make_layer``, initialised as
+    torchvision initialises a ResNet."""
+    model.inplanes = base
+    model.conv1 = nn.Conv2d(model.conv1.in_channels, base, 7, 2, 3, bias=False)
+    model.bn1 = model._norm_layer(base)
+    for i, n in enumerate(blocks):
+        setattr(model, f"layer{i + 1}",
+                model._make_layer(block, base * 2 ** i, n, stride=1 if i == 0 else 2))
+    model.fc = nn.Linear(base * 8 * block.expansion, num_classes)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 class _ProportionalDepth(_HubFamily):
