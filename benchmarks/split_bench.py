@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from edgedistill.config import load_config
+from edgedistill.config.split import SplitExperiment
 from edgedistill.report.markdown import markdown_table
 from edgedistill.split.client import SplitClient
-from edgedistill.split.config import SplitExperiment
 from edgedistill.split.images import normalize_uint8
 from edgedistill.split.measure import health_rtt_ms, run_plan
 from edgedistill.split.model import read_meta

@@ -48,7 +48,7 @@ from edgedistill.config import (  # noqa: E402
     TrainExperiment,
     load_config,
 )
-from edgedistill.split.config import SplitExperiment  # noqa: E402
+from edgedistill.config.split import SplitExperiment  # noqa: E402
 from edgedistill.split.evaluate import accuracy_on  # noqa: E402
 from edgedistill.split.images import decode_image  # noqa: E402
 from edgedistill.split.train import load_split_data, run_split_train  # noqa: E402

@@ -19,8 +19,8 @@ import torch
 
 from edgedistill import api
 from edgedistill.config import ModelConfig, OptimizerConfig, TrainExperiment, load_config
+from edgedistill.config.split import SplitExperiment
 from edgedistill.models import create_model
-from edgedistill.split.config import SplitExperiment
 from edgedistill.split.train import load_split_data
 from edgedistill.train.callbacks import PrintProgress
 from edgedistill.train.tasks import Supervised

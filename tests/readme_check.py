@@ -27,10 +27,10 @@ from edgedistill.config import (
     read_yaml_mapping,
     validate,
 )
+from edgedistill.config.split import SplitExperiment
+from edgedistill.config.study import StudyConfig, load_study
 from edgedistill.design.profiles import DeviceProfile
 from edgedistill.errors import UsageError
-from edgedistill.split.config import SplitExperiment
-from edgedistill.study.config import StudyConfig, load_study
 from tests.readme_blocks import Block, Command
 
 ROOT = Path(__file__).resolve().parents[1]

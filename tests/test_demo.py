@@ -4,8 +4,8 @@ the study whose seeds measure its gain (configs/studies/fashion_mnist_cpu_10k.ya
 import yaml
 
 from edgedistill import demo
+from edgedistill.config.study import load_study
 from edgedistill.distill.provenance import teacher_provenance
-from edgedistill.study.config import load_study
 from edgedistill.study.grid import Cell, cell_config
 from edgedistill.study.techniques import resolve_techniques
 from tests.conftest import ROOT, run_cli

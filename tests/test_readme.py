@@ -26,7 +26,7 @@ import yaml
 
 from edgedistill import api
 from edgedistill.config import DistillExperiment, load_config
-from edgedistill.split.config import SplitExperiment
+from edgedistill.config.split import SplitExperiment
 from tests.readme_blocks import Block, python_file, read_blocks, read_commands, readme_blocks
 from tests.readme_check import ROOT, Walk, as_config, dry_parse
 

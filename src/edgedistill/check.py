@@ -251,8 +251,8 @@ def check_distill(path: Path, overrides: list[str], log=print) -> list[str]:
 @CHECKS.register("study")
 def check_study(path: Path, overrides: list[str], log=print) -> list[str]:
     """A StudyConfig: students x techniques x seeds on one teacher."""
+    from edgedistill.config.study import load_study
     from edgedistill.distill.run import build_student
-    from edgedistill.study.config import load_study
     from edgedistill.study.techniques import resolve_techniques
 
     cfg = load_study(path, overrides)
@@ -286,7 +286,7 @@ def check_study(path: Path, overrides: list[str], log=print) -> list[str]:
 def check_split(path: Path, overrides: list[str], log=print) -> list[str]:
     """A SplitExperiment: the teacher cut into head and tail at one split point."""
     from edgedistill.config import load_config
-    from edgedistill.split.config import SplitExperiment
+    from edgedistill.config.split import SplitExperiment
     from edgedistill.split.model import head_output_shape
 
     cfg = load_config(path, SplitExperiment, overrides)

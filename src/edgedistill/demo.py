@@ -38,7 +38,7 @@ def demo_configs(out: Path, epochs: int | None = None, limit_train: int | None =
                  ) -> tuple[DistillExperiment, DistillExperiment]:
     """(scratch, distilled): the study's seed-0 cells of resnet8 without a teacher and with
     KD, using every core; ``epochs``/``limit_train`` shrink them (tests)."""
-    from edgedistill.study.config import StudyConfig
+    from edgedistill.config.study import StudyConfig
     from edgedistill.study.grid import Cell, cell_config
     from edgedistill.study.techniques import resolve_techniques
 

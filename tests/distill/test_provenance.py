@@ -9,10 +9,10 @@ import time
 import pytest
 
 from edgedistill.config import DistillExperiment
+from edgedistill.config.study import StudyConfig
 from edgedistill.distill.provenance import describe, require_finished, teacher_provenance
 from edgedistill.distill.run import run_distill
 from edgedistill.errors import UsageError
-from edgedistill.study.config import StudyConfig
 from edgedistill.study.findings import header_lines
 from tests.conftest import CLI, tiny_train_config
 from tests.distill.conftest import distill_config

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from edgedistill.config import validate
+from edgedistill.config.split import SplitExperiment
 from edgedistill.models import create_model
-from edgedistill.split.config import SplitExperiment
 from edgedistill.train.checkpoint import save_weights
 from tests.conftest import set_dotted
 

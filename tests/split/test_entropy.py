@@ -11,7 +11,7 @@ import torch
 pytest.importorskip("compressai", reason="optional: see edgedistill.split.entropy.INSTALL")
 
 from edgedistill.config import validate  # noqa: E402
-from edgedistill.split.config import SplitExperiment  # noqa: E402
+from edgedistill.config.split import SplitExperiment  # noqa: E402
 from edgedistill.split.entropy import EntropyCodec, entropy_bottleneck  # noqa: E402
 from edgedistill.split.wire import decode, encode_entropy  # noqa: E402
 from tests.split.conftest import tiny_split_config  # noqa: E402

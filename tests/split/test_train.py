@@ -9,8 +9,9 @@ import torch
 
 from edgedistill import api
 from edgedistill.config import validate
+from edgedistill.config.split import SplitExperiment
+from edgedistill.models import create_model
 from edgedistill.split.bottleneck import BottleneckHead
-from edgedistill.split.config import SplitExperiment
 from edgedistill.split.model import SplitModel, head_output_shape, load_split, read_meta
 from edgedistill.split.train import HNDTask, KDTask, head_mse, load_split_data
 from edgedistill.train.trainer import Trainer
@@ -67,3 +68,21 @@ def test_resize_makes_the_upscaled_setting(teacher_file):
     assert train_data.images.dtype == torch.uint8
     assert torch.equal(train_data.images[:, 0], train_data.images[:, 2])
     assert train_data.mean == test_data.mean and len(train_data.mean) == 3
+
+
+def test_a_torchvision_teacher_from_a_foreign_state_dict_is_split(tmp_path):
+    """A teacher that is not edgedistill's own (torchvision's ResNet-18, its weights saved
+    by DataParallel with a ``module.`` prefix) is named as a model in the split YAML."""
+    from edgedistill.split.train import run_split_train
+
+    torch.manual_seed(0)
+    net = create_model("torchvision:resnet18", num_classes=10, in_channels=1)
+    weights = tmp_path / "resnet18.pth"
+    torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, weights)
+    source = {"name": "torchvision:resnet18", "weights": str(weights)}
+    cfg = validate(tiny_split_config(source), SplitExperiment)
+    run_split_train(cfg, tmp_path / "run", progress=False)
+    meta = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert meta["teacher_source"]["weights"] == str(weights)
+    assert meta["teacher_spec"]["name"] == "torchvision:resnet18"
+    assert meta["split_at"] == "layer1"

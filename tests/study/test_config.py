@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from edgedistill.config.study import HintConfig, StudyConfig, load_study
 from edgedistill.errors import UsageError
-from edgedistill.study.config import HintConfig, StudyConfig, load_study
 from edgedistill.study.grid import Cell, cell_config, check_unchanged, expand
 from edgedistill.study.techniques import expand_name, resolve_techniques
 from tests.losses.helpers import forgetting_plugin_losses

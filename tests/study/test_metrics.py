@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from edgedistill.study.config import TargetConfig
+from edgedistill.config.study import TargetConfig
 from edgedistill.study.metrics import (
     GAIN,
     NEGATIVE,

@@ -4,7 +4,7 @@ negative-transfer wording, unfinished cells."""
 import csv
 import json
 
-from edgedistill.study.config import StudyConfig
+from edgedistill.config.study import StudyConfig
 from edgedistill.study.grid import Cell, cell_dir
 from edgedistill.study.report import write_report
 from edgedistill.study.techniques import resolve_techniques

@@ -1,6 +1,6 @@
 """What one teacher replica asks for (backend, CPUs, GPUs, custom Ray resources), and
 the autoscaling bounds. The schemas (``ReplicaSpec``, ``AutoscaleSettings``) are part of
-the ``pool`` source's settings in ``config.py``, so a wrong pool setting is refused at
+the ``pool`` source's settings in ``config/teacher.py``, so a wrong pool setting is refused at
 config load with the allowed keys; here ``count`` is expanded into one spec per replica,
 and mappings from Python callers are checked with the same one-line errors.
 """

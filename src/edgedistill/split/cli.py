@@ -27,7 +27,7 @@ def train(config: Path, set_: list[str] = typer.Option([], "--set", help=SET_HEL
           device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N")):
     """Train one bottleneck head per size with HND; print the bottleneck table."""
     from edgedistill.config import load_config
-    from edgedistill.split.config import SplitExperiment
+    from edgedistill.config.split import SplitExperiment
     from edgedistill.split.train import run_split_train
 
     overrides = [*set_, *([f"train.device={device}"] if device else [])]

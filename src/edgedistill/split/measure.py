@@ -272,7 +272,7 @@ def run_plan(run_dir: str | Path, device: ComputeProfile, server: ComputeProfile
 
     from edgedistill import api
     from edgedistill.config import load_config
-    from edgedistill.split.config import SplitExperiment
+    from edgedistill.config.split import SplitExperiment
     from edgedistill.split.planner import (
         options_json,
         plan,

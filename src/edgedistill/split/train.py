@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgedistill import api
+from edgedistill.config.split import SplitExperiment
 from edgedistill.errors import UsageError
 from edgedistill.models import FeatureExtractor, resolve_layer_aliases
-from edgedistill.split.config import SplitExperiment
 from edgedistill.split.model import HEADS, SplitModel, head_output_shape
 from edgedistill.train.callbacks import Callback, PrintProgress
 from edgedistill.train.trainer import Trainer, evaluate
@@ -281,8 +281,12 @@ def run_split_train(cfg: SplitExperiment, out: str | Path, resume: bool = False,
     api.configure_torch(cfg)
     device = resolve_device(cfg.train.device)
     train_data, test_data = load_split_data(cfg)
-    teacher = api.load_model(cfg.teacher.source)
-    check_teacher(teacher, train_data, cfg.teacher.source)
+    teacher = api.load_model(cfg.teacher.source, train_data.num_classes,
+                             train_data.images.shape[1])
+    source = cfg.teacher.source
+    source = source if isinstance(source, str) else source.model_dump(mode="json",
+                                                                       exclude_defaults=True)
+    check_teacher(teacher, train_data, str(source))
     # a bad split point fails here, before any file is written
     head_output_shape(teacher, cfg.teacher.split_at, tuple(train_data.images.shape[1:]))
     api.prepare_run_dir(run_dir, resume)
@@ -295,7 +299,7 @@ def run_split_train(cfg: SplitExperiment, out: str | Path, resume: bool = False,
             for name, channels, stage, summary, model in train_heads(
                 cfg, run_dir, teacher, pipes, input_shape, device, resume, progress,
                 teacher_acc)]
-    meta = {"teacher_source": cfg.teacher.source, "teacher_spec": teacher.spec,
+    meta = {"teacher_source": source, "teacher_spec": teacher.spec,
             "split_at": resolve_split_point(teacher, cfg.teacher.split_at),
             "input_shape": list(input_shape), "mean": list(train_data.mean),
             "std": list(train_data.std), "classes": list(train_data.classes),

@@ -11,7 +11,7 @@ torch and matplotlib on every ``edgedistill`` call.
 from importlib import import_module
 
 _EXPORTS = {
-    "StudyConfig": "config", "load_study": "config", "CellsFailed": "run", "run_study": "run",
+    "StudyConfig": "edgedistill.config.study", "load_study": "edgedistill.config.study", "CellsFailed": "run", "run_study": "run",
     "PRESETS": "techniques", "expand_name": "techniques", "resolve_techniques": "techniques",
     "write_report": "report",
 }
@@ -21,4 +21,6 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"edgedistill.study.{_EXPORTS[name]}"), name)
+    module = _EXPORTS[name]
+    return getattr(import_module(module if "." in module else f"edgedistill.study.{module}"),
+                   name)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgedistill.config.study import StudyConfig, TechniqueConfig
 from edgedistill.report.markdown import markdown_table
-from edgedistill.study.config import StudyConfig, TechniqueConfig
 from edgedistill.study.metrics import GAIN, NEGATIVE
 
 

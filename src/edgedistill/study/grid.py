@@ -23,8 +23,8 @@ from typing import Any
 import yaml
 
 from edgedistill.config import DistillExperiment, TeacherConfig
+from edgedistill.config.study import StudyConfig, TechniqueConfig
 from edgedistill.errors import UsageError
-from edgedistill.study.config import StudyConfig, TechniqueConfig
 
 RUNTIME_KEYS = ("name", "train.threads", "train.device", "train.progress",
                 "train.checkpoint_every_steps", "teacher.source", "teacher.cache.dir",

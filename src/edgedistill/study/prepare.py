@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
+from edgedistill.config.study import StudyConfig, TechniqueConfig
 from edgedistill.errors import UsageError
-from edgedistill.study.config import StudyConfig, TechniqueConfig
 
 
 def weights_digest(model: torch.nn.Module) -> str:

@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgedistill.config.study import StudyConfig, TechniqueConfig
 from edgedistill.study import metrics, plots
-from edgedistill.study.config import StudyConfig, TechniqueConfig
 from edgedistill.study.findings import findings, markdown_report
 from edgedistill.study.grid import cell_dir, cell_state, expand
 

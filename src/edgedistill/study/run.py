@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.config import dump_config
+from edgedistill.config.study import StudyConfig, load_study
 from edgedistill.errors import UsageError
-from edgedistill.study.config import StudyConfig, load_study
 from edgedistill.study.grid import (
     Busy,
     cell_config,

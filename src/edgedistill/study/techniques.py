@@ -56,7 +56,7 @@ class HintConfig(Strict):
 
 
 class StudySettings(Protocol):
-    """What resolving techniques reads of a ``StudyConfig`` (``study/config.py``, which
+    """What resolving techniques reads of a ``StudyConfig`` (``config/study.py``, which
     imports this module and validates its techniques with it)."""
 
     techniques: list[str | TechniqueConfig]

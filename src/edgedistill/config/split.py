@@ -6,16 +6,24 @@ resolved ``config.yaml`` in a run directory records every design choice.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from edgedistill.config import OptimizerConfig, RunBase, Strict
+from edgedistill.config.models import ModelConfig, model_mapping
 
 
 class SplitTeacherConfig(Strict):
-    source: str = Field(..., description="zoo:NAME, a run directory or a weights file")
+    source: str | ModelConfig = Field(
+        ..., description="zoo:NAME, a run directory, a weights file, or a model "
+        "({factory: pkg.mod:fn, weights: PATH} or {name: torchvision:NAME, weights: PATH})")
     split_at: str = Field(..., description="module path or alias (stage1, layer2, ...)")
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _model_source(cls, value: Any) -> Any:
+        return model_mapping(value) if isinstance(value, dict) else value
 
 
 class BottleneckConfig(Strict):
