@@ -108,44 +108,22 @@ def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
     return images.to(torch.float32).div_(255).sub_(mean).div_(std)
 
 
-class BatchPipeline:
-    """Batches of an ``ImageData`` in a seeded order, augmented and normalized on ``device``.
+class EpochOrder:
+    """The batch plan both pipelines share: which samples step ``step`` of epoch
+    ``epoch`` takes, in what order, with which augmentation draw, and which slice of
+    them is this data-parallel rank's. A pure function of (seed, epoch, step), so that
+    the in-memory and the streaming pipeline visit the same samples in the same order.
 
-    Training pipelines shuffle per epoch and may augment; eval pipelines keep dataset
-    order and never augment. Only the selected uint8 images, labels and indices cross
-    to the device, once per batch; augmentation and normalization run there.
-    """
+    Needs ``data``, ``batch_size``, ``train``, ``seed``, ``augment``, ``drop_last``,
+    ``num_draws``; ``init_order`` sets the rest."""
 
-    def __init__(self, data: ImageData, batch_size: int, *, train: bool, seed: int = 0,
-                 augment: AugmentSpec | None = None, drop_last: bool | None = None,
-                 device: str | torch.device = "cpu", num_draws: int | None = None,
-                 shard: tuple[int, int] | None = None):
-        if batch_size < 1:
-            raise UsageError(f"batch_size must be >= 1, got {batch_size}")
-        if seed < 0:
-            raise UsageError(f"seed must be >= 0, got {seed}")
-        if num_draws is not None and num_draws < 1:
-            raise UsageError(f"num_draws must be >= 1, got {num_draws}")
-        if not train and augment is not None and augment.active:
-            raise UsageError("eval pipelines do not augment; pass augment=None")
-        self.data = data
-        self.batch_size = batch_size
-        self.train = train
-        self.seed = seed
-        self.augment = augment if augment is not None and augment.active else None
-        self.drop_last = train if drop_last is None else drop_last
-        self.device = torch.device(device)
-        self.num_draws = num_draws
-        if len(self) == 0:
-            raise UsageError(f"{data.name}: {len(data)} samples make no batch of {batch_size} "
-                             "with drop_last")
-        self._pin = self.device.type == "cuda"
-        self._mean = torch.tensor(data.mean, dtype=torch.float32, device=self.device)
-        self._std = torch.tensor(data.std, dtype=torch.float32, device=self.device)
+    def init_order(self, shard: tuple[int, int] | None) -> None:
         self._order: tuple[int, torch.Tensor] | None = None
-        self._draw: tuple[int, AugDraw, AugDraw] | None = None
         self.rank, self.world_size = 0, 1
-        if shard is None:
+        if len(self) == 0:
+            raise UsageError(f"{self.data.name}: {len(self.data)} samples make no batch of "
+                             f"{self.batch_size} with drop_last")
+        if shard is None:  # a data-parallel rank takes its slice of every batch
             from edgedistill.train.distributed import world
 
             shard = (world().rank, world().size)
@@ -181,13 +159,55 @@ class BatchPipeline:
         return epoch % self.num_draws if self.num_draws else epoch
 
     def order(self, epoch: int) -> torch.Tensor:
-        """Dataset indices in the order epoch ``epoch`` visits them (CPU, int64)."""
+        """Dataset positions in the order epoch ``epoch`` visits them (CPU, int64)."""
         if self._order is None or self._order[0] != epoch:
             n = len(self.data)
             perm = (torch.randperm(n, generator=stream_generator(self.seed, epoch, ORDER_STREAM))
                     if self.train else torch.arange(n))
             self._order = (epoch, perm)
         return self._order[1]
+
+    def positions(self, epoch: int, step: int) -> torch.Tensor:
+        """The dataset positions of this rank's slice of batch ``step`` of ``epoch``."""
+        if not 0 <= step < len(self):
+            raise IndexError(f"step {step} outside 0..{len(self) - 1}")
+        start = step * self.batch_size
+        return self.shard_of(self.order(epoch)[start:start + self.batch_size].clone())
+
+
+class BatchPipeline(EpochOrder):
+    """Batches of an ``ImageData`` in a seeded order, augmented and normalized on ``device``.
+
+    Training pipelines shuffle per epoch and may augment; eval pipelines keep dataset
+    order and never augment. Only the selected uint8 images, labels and indices cross
+    to the device, once per batch; augmentation and normalization run there.
+    """
+
+    def __init__(self, data: ImageData, batch_size: int, *, train: bool, seed: int = 0,
+                 augment: AugmentSpec | None = None, drop_last: bool | None = None,
+                 device: str | torch.device = "cpu", num_draws: int | None = None,
+                 shard: tuple[int, int] | None = None):
+        if batch_size < 1:
+            raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+        if seed < 0:
+            raise UsageError(f"seed must be >= 0, got {seed}")
+        if num_draws is not None and num_draws < 1:
+            raise UsageError(f"num_draws must be >= 1, got {num_draws}")
+        if not train and augment is not None and augment.active:
+            raise UsageError("eval pipelines do not augment; pass augment=None")
+        self.data = data
+        self.batch_size = batch_size
+        self.train = train
+        self.seed = seed
+        self.augment = augment if augment is not None and augment.active else None
+        self.drop_last = train if drop_last is None else drop_last
+        self.device = torch.device(device)
+        self.num_draws = num_draws
+        self.init_order(shard)
+        self._pin = self.device.type == "cuda"
+        self._mean = torch.tensor(data.mean, dtype=torch.float32, device=self.device)
+        self._std = torch.tensor(data.std, dtype=torch.float32, device=self.device)
+        self._draw: tuple[int, AugDraw, AugDraw] | None = None
 
     def draw_params(self, draw: int) -> AugDraw:
         """Augmentation parameters of ``draw`` for all samples (CPU)."""
@@ -209,10 +229,7 @@ class BatchPipeline:
     def batch(self, epoch: int, step: int) -> Batch:
         """Batch ``step`` of epoch ``epoch`` (this rank's slice of it); the same arguments
         always give the same batch."""
-        if not 0 <= step < len(self):
-            raise IndexError(f"step {step} outside 0..{len(self) - 1}")
-        start = step * self.batch_size
-        cpu_indices = self.shard_of(self.order(epoch)[start:start + self.batch_size].clone())
+        cpu_indices = self.positions(epoch, step)
         raw = self._to_device(self.data.images.index_select(0, cpu_indices))
         labels = self._to_device(self.data.labels.index_select(0, cpu_indices))
         indices = self._to_device(cpu_indices)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from edgedistill.data.base import AugmentSpec, stratified_order
-from edgedistill.data.pipeline import ORDER_STREAM, Batch, normalize, stream_generator
+from edgedistill.data.pipeline import Batch, EpochOrder, normalize
 from edgedistill.data.transforms import (
     TRANSFORMS,
     CorruptImage,
@@ -139,7 +139,7 @@ def _one_thread(_worker: int) -> None:
     torch.set_num_threads(1)  # each worker decodes one batch; threads would oversubscribe
 
 
-class StreamingPipeline:
+class StreamingPipeline(EpochOrder):
     """Batches of a ``StreamingData`` in a seeded order, decoded and transformed by
     ``DataLoader`` workers, normalized on ``device``."""
 
@@ -182,61 +182,12 @@ class StreamingPipeline:
         self.decode_device = self.device if (self.device.type == "cuda"
                                              and not self.recipe.decodes_bytes) else None
         self._pin = self.device.type == "cuda"
-        self._order: tuple[int, torch.Tensor] | None = None
         self._warned: set[str] = set()
-        if len(self) == 0:
-            raise UsageError(f"{data.name}: {len(data)} samples make no batch of {batch_size} "
-                             "with drop_last")
-        if shard is None:  # a data-parallel rank takes its slice, as BatchPipeline does
-            from edgedistill.train.distributed import world
-
-            shard = (world().rank, world().size)
-        self.shard(*shard)
-
-    def shard(self, rank: int, world_size: int) -> None:
-        """Yield slice ``rank`` of ``world_size`` of every batch, as ``BatchPipeline.shard``."""
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
-        if self.train and self.batch_size % world_size:
-            raise UsageError(f"data.batch_size {self.batch_size} does not split into "
-                             f"{world_size} equal slices (one per rank); make it a multiple "
-                             f"of {world_size}")
-        self.rank, self.world_size = rank, world_size
-
-    def shard_of(self, indices: torch.Tensor) -> torch.Tensor:
-        """This rank's contiguous piece of a global batch's indices."""
-        if self.world_size == 1:
-            return indices
-        return indices.tensor_split(self.world_size)[self.rank].clone()
-
-    def __len__(self) -> int:
-        n = len(self.data)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def draw_for_epoch(self, epoch: int) -> int:
-        """Which augmentation draw epoch ``epoch`` uses (always 0 without augmentation)."""
-        if self.augment is None:
-            return 0
-        return epoch % self.num_draws if self.num_draws else epoch
+        self.init_order(shard)
 
     def sample_draw(self, epoch: int) -> int | None:
         """The draw samples are transformed with; None: the evaluation transform."""
         return None if self.augment is None else self.draw_for_epoch(epoch)
-
-    def order(self, epoch: int) -> torch.Tensor:
-        """Dataset positions in the order epoch ``epoch`` visits them (the in-memory order)."""
-        if self._order is None or self._order[0] != epoch:
-            n = len(self.data)
-            perm = (torch.randperm(n, generator=stream_generator(self.seed, epoch, ORDER_STREAM))
-                    if self.train else torch.arange(n))
-            self._order = (epoch, perm)
-        return self._order[1]
-
-    def positions(self, epoch: int, step: int) -> torch.Tensor:
-        if not 0 <= step < len(self):
-            raise IndexError(f"step {step} outside 0..{len(self) - 1}")
-        start = step * self.batch_size
-        return self.shard_of(self.order(epoch)[start:start + self.batch_size].clone())
 
     def content_key(self) -> str:
         """Everything that fixes the images of every (sample, draw): for the teacher cache."""
@@ -257,10 +208,8 @@ class StreamingPipeline:
                 images.append(self._finish(item, p, draw) if self.decode_device is None
                               else self._readable(item, p))
             except CorruptImage as err:
-                if self.on_corrupt == "error":
-                    return {"error": f"{err}; remove or replace the file, or set "
-                                     "data.on_corrupt: skip to leave such files out"}
-                skipped.append(err.where)
+                if (stop := self._corrupt(err, skipped)) is not None:
+                    return stop
                 continue
             kept.append(p)
         if self.decode_device is None and images:
@@ -273,6 +222,14 @@ class StreamingPipeline:
             images = torch.stack(images, out=out)
         return {"images": images, "positions": torch.tensor(kept, dtype=torch.int64),
                 "skipped": skipped, "error": None}
+
+    def _corrupt(self, err: CorruptImage, skipped: list[str]) -> dict | None:
+        """``data.on_corrupt``: the run's error (``error``), or None and the file noted."""
+        if self.on_corrupt == "error":
+            return {"error": f"{err}; remove or replace the file, or set "
+                             "data.on_corrupt: skip to leave such files out"}
+        skipped.append(err.where)
+        return None
 
     def _readable(self, item, p: int):
         """A JPEG stays encoded (a GPU decodes it); anything else is decoded here."""
@@ -295,10 +252,8 @@ class StreamingPipeline:
             try:
                 images.append(self._finish(item, p, draw, self.decode_device))
             except CorruptImage as err:
-                if self.on_corrupt == "error":
-                    return {"error": f"{err}; remove or replace the file, or set "
-                                     "data.on_corrupt: skip to leave such files out"}
-                skipped.append(err.where)
+                if (stop := self._corrupt(err, skipped)) is not None:
+                    return stop
                 continue
             kept.append(p)
         return {"images": torch.stack(images) if images else [],
