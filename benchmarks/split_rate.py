@@ -66,14 +66,14 @@ def parse() -> argparse.Namespace:
     p.add_argument("--entropy-config", default="configs/split/fashion_mnist96_entropy.yaml")
     p.add_argument("--out", default="runs/split_rate")
     p.add_argument("--results", default="benchmarks/results/split_rate")
-    p.add_argument("--teacher-epochs", type=int, default=4)
-    p.add_argument("--teacher-train", type=int, default=20000)
+    p.add_argument("--teacher-epochs", type=int, default=3)
+    p.add_argument("--teacher-train", type=int, default=30000)
     p.add_argument("--teacher-weights", help="use this teacher weights file as it is")
     p.add_argument("--anneal-from", help="checkpoint of a teacher run cut short: anneal it "
                                           "one epoch instead of training the teacher")
     p.add_argument("--anneal-train", type=int, default=5000)
     p.add_argument("--anneal-lr", type=float, default=0.01)
-    p.add_argument("--student-epochs", type=int, default=3)
+    p.add_argument("--student-epochs", type=int, default=4)
     p.add_argument("--device-slowdown", type=float, default=10.0)
     p.add_argument("--rtt-ms", type=float, default=10.0)
     p.add_argument("--rpc-overhead-ms", type=float, default=4.0,
