@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import atexit
 import os
+import pickle
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -87,10 +89,7 @@ def init(device: str = "auto") -> World:
 
 
 def leave() -> None:
-    """Destroy the process group while the interpreter is still whole (at exit). Left
-    to interpreter teardown, gloo's worker threads can still hold tensors whose release
-    needs the GIL, and the rank dies with SIGABRT ("terminate called without an active
-    exception") after its work is done: seen once in about 20 two-rank cache runs."""
+    """Destroy the process group while the interpreter is still whole (at exit)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -115,37 +114,99 @@ def quiet_peer_loss() -> None:
     sys.excepthook = hook
 
 
+# How long a collective's caller waits for gloo to let go of its tensors (microseconds
+# in practice) before it keeps them for the rest of the process instead.
+SETTLE_S = 5.0
+_kept: list[torch.Tensor] = []
+
+
+def _device() -> torch.device:
+    """Where the backend wants a collective's tensors (NCCL: CUDA only)."""
+    return (torch.device("cuda", torch.cuda.current_device())
+            if dist.get_backend() == "nccl" else torch.device("cpu"))
+
+
+def _settled(tensors: list[torch.Tensor], collective) -> None:
+    """Run a blocking ``collective`` on ``tensors``; return once the backend holds none.
+
+    Gloo's worker thread keeps a finished collective's tensors for a moment after the
+    caller's ``wait`` has returned. A tensor whose Python object the caller has already
+    dropped is then freed by that thread, and the free takes the GIL: when it falls into
+    interpreter teardown the thread is killed mid-unwind and the rank dies with SIGABRT
+    ("terminate called without an active exception") after its work is done. Seen in 4
+    of 20 two-rank runs while ``torch.distributed.all_gather_object`` made the tensors
+    (core dump: ``~AsyncAllgatherWork`` in ``ProcessGroupGloo::runLoop`` waiting for the
+    GIL while the main thread was in ``Py_FinalizeEx``); ``destroy_process_group`` does
+    not stop those threads once DDP has used the group. So every collective here runs on
+    tensors this module owns, and the caller waits (GIL released) until gloo's
+    reference count on each is back to what it was: the last free is then ours."""
+    before = [t._use_count() for t in tensors]
+    collective()
+    if dist.get_backend() != "gloo":
+        return
+    deadline = time.monotonic() + SETTLE_S
+    while any(t._use_count() > b for t, b in zip(tensors, before, strict=True)):
+        if time.monotonic() > deadline:
+            _kept.extend(tensors)  # never freed by a worker thread, whatever it does
+            return
+        time.sleep(0.0002)
+
+
 def _sums(values: list[float]) -> torch.Tensor:
-    """``values`` summed over the ranks, as float64 on the device the backend reduces on
-    (NCCL reduces CUDA tensors only)."""
-    device = (torch.device("cuda", torch.cuda.current_device())
-              if dist.get_backend() == "nccl" else torch.device("cpu"))
-    sums = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(sums)
+    """``values`` summed over the ranks, as float64 (on the CPU)."""
+    sums = torch.tensor(values, dtype=torch.float64, device=_device())
+    _settled([sums], lambda: dist.all_reduce(sums))
     return sums.cpu()
 
 
 def barrier() -> None:
+    """Every rank waits here for the others (an all-reduce whose result is read, so the
+    host waits on NCCL too)."""
     if world().size > 1:
-        dist.barrier()
+        token = torch.zeros(1, device=_device())
+        _settled([token], lambda: dist.all_reduce(token))
+        token.item()
+
+
+def _to_bytes(obj: Any) -> torch.Tensor:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).to(_device())
+
+
+def _from_bytes(data: torch.Tensor) -> Any:
+    return pickle.loads(data.cpu().numpy().tobytes())  # noqa: S301 (our own ranks' bytes)
 
 
 def broadcast(obj: Any) -> Any:
     """Rank 0's ``obj`` on every rank (pickled; for small things and checkpoints)."""
-    if world().size == 1:
+    w = world()
+    if w.size == 1:
         return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+    data = _to_bytes(obj) if w.main else None
+    size = torch.tensor([0 if data is None else data.numel()], dtype=torch.int64,
+                        device=_device())
+    _settled([size], lambda: dist.broadcast(size, src=0))
+    if data is None:
+        data = torch.empty(int(size.item()), dtype=torch.uint8, device=_device())
+    _settled([data], lambda: dist.broadcast(data, src=0))
+    return obj if w.main else _from_bytes(data)
 
 
 def gather(obj: Any) -> list[Any]:
     """Every rank's ``obj``, in rank order, on every rank."""
-    if world().size == 1:
+    n = world().size
+    if n == 1:
         return [obj]
-    out: list[Any] = [None] * world().size
-    dist.all_gather_object(out, obj)
-    return out
+    data = _to_bytes(obj)
+    size = torch.tensor([data.numel()], dtype=torch.int64, device=_device())
+    sizes = [torch.zeros_like(size) for _ in range(n)]
+    _settled([size, *sizes], lambda: dist.all_gather(sizes, size))
+    lengths = [int(s.item()) for s in sizes]
+    padded = torch.zeros(max(lengths), dtype=torch.uint8, device=_device())
+    padded[:data.numel()] = data
+    parts = [torch.empty_like(padded) for _ in range(n)]
+    _settled([padded, *parts], lambda: dist.all_gather(parts, padded))
+    return [_from_bytes(p[:length]) for p, length in zip(parts, lengths, strict=True)]
 
 
 @contextmanager
@@ -241,8 +302,8 @@ class DataParallel:
         rank's last step updated them from its own slice."""
         if self.world.size == 1:
             return
-        for buf in module.buffers():
-            dist.broadcast(buf, src=0)
+        bufs = list(module.buffers())
+        _settled(bufs, lambda: [dist.broadcast(b, src=0) for b in bufs])
 
     def decide(self, reasons: list[str]) -> list[str]:
         """Rank 0's halting reasons, so every rank stops (or anneals) at the same epoch."""
