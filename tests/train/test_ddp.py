@@ -404,3 +404,20 @@ def test_gloo_holds_no_tensor_of_a_collective_that_returned(tmp_path):
         assert got["broadcast"] == ["from", 0, 49]
         assert got["sums"] == [3.0, 98.0]
         assert got["gather"] == [[0, 49, list(range(49))], [1, 49, list(range(50))]]
+
+
+def test_more_ranks_than_cuda_devices_is_refused_before_any_rank_starts(monkeypatch):
+    """The refusal on a CUDA machine with one GPU (faked: this machine has none; the
+    same config on CPU is accepted, so the refusal is the device count's)."""
+    from edgedistill.config import TrainExperiment
+    from edgedistill.train.launch import check_before_start
+
+    cfg = TrainExperiment.model_validate(tiny_train_config(**{"train.device": "cuda"}))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(UsageError, match=r"--nproc 2 on 1 CUDA device\(s\).*--nproc 1 or fewer"):
+        check_before_start(cfg, 2)
+    check_before_start(cfg, 1)
+    monkeypatch.undo()
+    check_before_start(TrainExperiment.model_validate(
+        tiny_train_config(**{"train.device": "cpu"})), 2)
