@@ -121,3 +121,41 @@ def test_unreachable_ray_address_is_a_clear_error():
         connect(f"127.0.0.1:{port}")
     with pytest.raises(UsageError, match="not HOST:PORT"):
         connect("nonsense")
+
+
+@pytest.mark.parametrize("teacher", [
+    {"mode": "pool", "service": "fm56"},  # the spelling
+    {"mode": "pool", "pool": {"service": "fm56", "max_in_flight": 3}},
+    {"mode": "pool", "service": "fm56", "pool": {"service": "fm56", "max_in_flight": 3}},
+])
+def test_a_student_config_names_its_service_either_way(write_yaml, teacher):
+    from edgedistill.config import DistillExperiment, dump_config, load_config
+    from tests.elastic.conftest import SYNTHETIC
+
+    path = write_yaml({"name": "svc", "seed": 0,
+                       "data": {"dataset": "synthetic", "options": SYNTHETIC, "batch_size": 32},
+                       "teacher": {"source": "zoo:resnet8", **teacher},
+                       "student": {"name": "resnet8"}})
+    cfg = load_config(path, DistillExperiment)
+    assert cfg.teacher.mode == "pool" and cfg.teacher.pool.service == "fm56"
+    assert cfg.teacher.pool.max_in_flight == teacher.get("pool", {}).get("max_in_flight", 4)
+    assert "teacher.service" not in dump_config(cfg)  # one resolved spelling
+    again = load_config(path, DistillExperiment, ["teacher.service=fm56"])  # --set: same name
+    assert again.teacher.pool.service == "fm56"
+
+
+def test_a_student_config_naming_two_services_is_refused(write_yaml):
+    from edgedistill.config import DistillExperiment, load_config
+
+    path = write_yaml({"name": "svc", "seed": 0, "data": {"dataset": "synthetic"},
+                       "teacher": {"source": "zoo:resnet8", "mode": "pool", "service": "fm56",
+                                   "pool": {"service": "cifar"}},
+                       "student": {"name": "resnet8"}})
+    with pytest.raises(UsageError) as err:
+        load_config(path, DistillExperiment)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "teacher.service is 'fm56' but teacher.pool.service is 'cifar'" in message
+    with pytest.raises(UsageError, match="teacher.service is 'fm56' but teacher.pool.service "
+                                         "is 'x'"):
+        load_config(path, DistillExperiment, ["teacher.pool.service=x"])

@@ -129,6 +129,26 @@ class TeacherConfig(Strict):
     # a plugin source's settings go in a section named after it (teacher.my_source: {...})
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _service_shorthand(cls, value: Any) -> Any:
+        """``teacher: {mode: pool, service: NAME}`` is ``teacher.pool.service: NAME``; both
+        given with different names is refused."""
+        if not isinstance(value, dict) or "service" not in value:
+            return value
+        value = dict(value)
+        service = value.pop("service")
+        pool = value.get("pool")
+        pool = pool.model_dump() if isinstance(pool, BaseModel) else dict(pool or {})
+        if pool.get("service") is not None and service is not None \
+                and pool["service"] != service:
+            raise ValueError(f"teacher.service is {service!r} but teacher.pool.service is "
+                             f"{pool['service']!r}; they are the same setting, give one")
+        if service is not None:
+            pool["service"] = service
+        value["pool"] = pool
+        return value
+
     @field_validator("mode")
     @classmethod
     def _registered_source(cls, mode: str) -> str:
