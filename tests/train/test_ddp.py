@@ -421,3 +421,28 @@ def test_more_ranks_than_cuda_devices_is_refused_before_any_rank_starts(monkeypa
     monkeypatch.undo()
     check_before_start(TrainExperiment.model_validate(
         tiny_train_config(**{"train.device": "cpu"})), 2)
+
+
+@pytest.mark.slow
+def test_a_resume_with_another_number_of_ranks_at_an_epoch_boundary_is_exact(tmp_path,
+                                                                           write_yaml):
+    """Epoch 0 on 2 ranks, epoch 1 resumed on 1: without BatchNorm (whose statistics are
+    per slice) the weights and records are those of 2 epochs on 1 rank, uninterrupted."""
+    cfg = cli_config(**{"train.schedule.name": "constant", "data.eval_batch_size": 100})
+    cfg["model"] = {"factory": f"{HERE / 'ddp_worker.py'}:nobn",
+                    "kwargs": {"in_channels": 1, "num_classes": 10}}
+    both = write_yaml(cfg)
+    first = write_yaml(set_dotted(cfg, {"train.epochs": 1}), "first.yaml")
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    res = run_cli("train", str(both), "--out", str(ref))
+    assert res.returncode == 0, res.stderr[-3000:]
+    res = run_cli("train", str(first), "--nproc", "2", "--out", str(run))
+    assert res.returncode == 0, res.stderr[-3000:]
+    res = run_cli("train", str(both), "--out", str(run), "--resume")
+    assert res.returncode == 0, res.stderr[-3000:]
+    a, b = (load_file(str(d / "model.safetensors")) for d in (ref, run))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    for x, y in zip(records(ref), records(run), strict=True):
+        assert x["epoch"] == y["epoch"] and x["images_seen"] == y["images_seen"]
+        assert x["test_loss"] == pytest.approx(y["test_loss"], abs=1e-5)
+        assert x["test_acc"] == pytest.approx(y["test_acc"], abs=1 / 256)
