@@ -199,7 +199,7 @@ def test_the_memory_budget_setting_bounds_a_python_dataset(nets):
     with pytest.raises(UsageError, match="above the in-memory limit of 0.0 GiB "
                                          r"\(data.memory_budget_gb\)"):
         edgedistill.train({"factory": f"{nets}:make_student"}, train, epochs=1,
-                          data={"memory_budget_gb": 0.00001})
+                          data={"memory_budget_gb": 0.00001, "streaming": False})
 
 
 def test_pil_images_and_plain_lists_are_read_like_tensors():

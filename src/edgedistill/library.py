@@ -10,9 +10,13 @@ handing them the user's modules and data. Rules:
   ``{"factory": "pkg.mod:fn", "kwargs": {...}, "weights": PATH}``;
 * data: an edgedistill dataset name, or any map-style ``Dataset`` yielding
   ``(image, label)`` with images uint8 or float in [0, 1], shape (C, H, W) or (H, W).
-  It is read once into memory as uint8 (the in-memory fast path; at most
-  ``data.memory_budget_gb``, 4 GiB by default) and normalized with the training set's per-channel mean and
-  std. ``test=None`` holds out a fixed, class-stratified tenth of ``train``;
+  It is read once into memory as uint8 (the in-memory fast path) and normalized with
+  the training set's per-channel mean and std; with ``data.streaming: true``, or by
+  itself (saying so) when it would exceed ``data.memory_budget_gb`` (4 GiB by default),
+  it streams instead: ``DataLoader`` workers read and transform each batch
+  (``data.transform``, to squares of the first image's shorter side), normalized with
+  ``data.mean``/``data.std`` or ImageNet's. ``test=None`` holds
+  out a fixed, class-stratified tenth of ``train``;
 * ``out``: the run directory (the CLI's layout); ``None`` makes a new temporary one,
   kept, whose path the returned summary gives as ``run_dir``.
 """
@@ -106,20 +110,30 @@ def _config(schema, raw: dict, settings: dict, where: str):
     return validate(_fill(raw, settings, where), schema, where)
 
 
-def _splits(cfg, train: Any, test: Any):
-    """(train, validation or None, test) ImageData for the runners, or None to let them
-    load ``cfg.data.dataset`` themselves."""
-    from edgedistill.data.torch_dataset import from_dataset
+def _splits(cfg, train: Any, test: Any, log=print):
+    """(train, validation or None, test) for the runners: ``ImageData`` in memory, or
+    ``StreamingData`` when ``data.streaming`` says so or the sets exceed
+    ``data.memory_budget_gb``; None to let them load ``cfg.data.dataset`` themselves."""
+    from dataclasses import replace
+
+    from edgedistill.data.torch_dataset import from_dataset, stream_dataset, wants_streaming
 
     if isinstance(train, str):
         return None
-    limit = int(cfg.data.memory_budget_gb * 2**30)
-    train_data = from_dataset(train, "train", limit=limit)
-    if test is None:
+    if wants_streaming(cfg.data, (train, test), log):
+        train_data = stream_dataset(train, "train", cfg.data)
+        test_data = None if test is None else stream_dataset(test, "test", cfg.data,
+                                                             like=train_data)
+    else:
+        limit = int(cfg.data.memory_budget_gb * 2**30)
+        train_data = from_dataset(train, "train", limit=limit)
+        if cfg.data.mean is not None:
+            train_data = replace(train_data, mean=tuple(cfg.data.mean), std=tuple(cfg.data.std))
+        test_data = None if test is None else from_dataset(test, "test", like=train_data,
+                                                           limit=limit)
+    if test_data is None:
         train_data, test_data = train_data.split_off(max(1, len(train_data) // HELD_OUT), 0)
         test_data.split = "test"
-    else:
-        test_data = from_dataset(test, "test", like=train_data, limit=limit)
     val_data = None
     if cfg.data.val_split is not None:
         train_data, val_data = train_data.split_off(cfg.data.val_split, 0)

@@ -123,15 +123,26 @@ def _with_stats(data: StreamingData, mean, std) -> StreamingData:
 
 def streaming_data(dataset, image_size: int, num_classes: int | None = None,
                    labels=None, classes: list[str] | None = None, name: str = "dataset",
-                   split: str = "train", mean=IMAGENET_MEAN, std=IMAGENET_STD) -> StreamingData:
+                   split: str = "train", mean=None, std=None, channels: int = 3,
+                   augment: AugmentSpec | None = None) -> StreamingData:
     """Any map-style torch ``Dataset`` of (image, label) pairs as ``StreamingData``.
 
     Images may be PIL images, encoded bytes (1-D uint8 tensors), uint8 [C,H,W] / [H,W,C]
     arrays or float [C,H,W] tensors on the 0-1 scale. Labels come from ``labels``, else
-    ``dataset.targets`` (torchvision's datasets have it), else one pass over the dataset.
+    ``dataset.targets`` (torchvision's datasets have it) or a ``TensorDataset``'s second
+    tensor, else one pass over the dataset. ``mean``/``std`` default to ImageNet's (for
+    one channel, their averages); ``augment`` to the streaming default (pad-crop 8, flip).
     """
+    try:
+        len(dataset)
+    except TypeError:
+        raise UsageError(f"{name}: {type(dataset).__name__} has no len(); give a map-style "
+                         "Dataset (an IterableDataset has no random access)") from None
     if labels is None:
         labels = getattr(dataset, "targets", None)
+    if labels is None and isinstance(dataset, torch.utils.data.TensorDataset) \
+            and len(dataset.tensors) == 2:
+        labels = dataset.tensors[1]
     reader = DatasetReader(dataset, name)
     if labels is None:
         labels = [reader.label(i) for i in range(len(reader))]
@@ -142,8 +153,12 @@ def streaming_data(dataset, image_size: int, num_classes: int | None = None,
         raise DataMissingError(f"{name} holds no samples")
     num_classes = num_classes or int(labels.max()) + 1
     classes = classes or getattr(dataset, "classes", None) or [str(c) for c in range(num_classes)]
+    if mean is None:
+        mean, std = ((IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else
+                     ((sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,)))
     return StreamingData(reader, labels, num_classes, list(classes), name, image_size,
-                         mean=tuple(mean), std=tuple(std), split=split)
+                         mean=tuple(mean), std=tuple(std), split=split, channels=channels,
+                         **({} if augment is None else {"augment": augment}))
 
 
 def pipeline_from_dataset(dataset, *, image_size: int, batch_size: int, train: bool,

@@ -46,7 +46,9 @@ class StreamingData:
 
     Stands where ``ImageData`` stands (``num_classes``, ``mean``, ``std``, ``classes``,
     ``image_shape``, ``labels``, ``subset``, ``split_off``) without holding images;
-    ``rows`` maps this split's positions to the reader's samples.
+    ``rows`` maps this split's positions to the reader's samples. ``channels`` 1 keeps
+    grey images grey (a user's one-channel ``Dataset``); samples are decoded as RGB, and
+    of a grey image's three equal channels the first is kept.
     """
 
     reader: object
@@ -60,6 +62,7 @@ class StreamingData:
     split: str = "train"
     augment: AugmentSpec = field(default_factory=lambda: AugmentSpec(crop_pad=8, hflip=True))
     rows: torch.Tensor | None = None
+    channels: int = 3
 
     def __post_init__(self):
         self.labels = torch.as_tensor(self.labels, dtype=torch.int64)
@@ -67,13 +70,19 @@ class StreamingData:
             self.rows = torch.arange(len(self.labels))
         if len(self.rows) != len(self.labels):
             raise ValueError(f"{self.name}: {len(self.rows)} rows but {len(self.labels)} labels")
+        if self.channels not in (1, 3):
+            raise ValueError(f"{self.name}: channels must be 1 or 3, got {self.channels}")
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise UsageError(f"{self.name}: {self.channels}-channel images need one "
+                             f"data.mean and data.std value per channel, got {self.mean}, "
+                             f"{self.std}")
 
     def __len__(self) -> int:
         return len(self.labels)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return (3, self.image_size, self.image_size)
+        return (self.channels, self.image_size, self.image_size)
 
     def read(self, position: int):
         return self.reader.read(int(self.rows[position]))
@@ -243,7 +252,8 @@ class StreamingPipeline(EpochOrder):
             img = decode_bytes(item, where, device)
         else:
             img = to_uint8_image(item, where)
-        return self.recipe.eval(img) if draw is None else self.recipe.train(img, p, draw)
+        img = self.recipe.eval(img) if draw is None else self.recipe.train(img, p, draw)
+        return img[:1] if self.data.channels == 1 else img
 
     # ---- the main process: finish, move, normalize ----
     def _finish_on_device(self, prepared: dict, draw: int | None) -> dict:

@@ -1,17 +1,20 @@
-"""A user's map-style ``torch.utils.data.Dataset`` read into an in-memory ``ImageData``.
+"""A user's map-style ``torch.utils.data.Dataset``: read into an in-memory ``ImageData``,
+or streamed (``StreamingData``) when ``data.streaming`` says so or it would not fit.
 
 Items are ``(image, label)``; images uint8 (0-255) or float in [0, 1] (what
 ``transforms.ToTensor`` gives), shape (C, H, W) or (H, W), or PIL images, all of one
-size. They are
+size. In memory they are
 stored as uint8, like every in-memory set, and normalized later with the training
 split's per-channel statistics, so a ``transforms.Normalize`` must not be applied
-first. A set larger than ``limit`` bytes is refused (it belongs on a streaming path).
+first. A set larger than ``limit`` bytes is refused there (it belongs on the streaming
+path, which ``wants_streaming`` picks by itself when ``data.streaming`` is unset).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from edgedistill.data.base import AugmentSpec, ImageData, channel_stats
@@ -22,8 +25,6 @@ _TOLERANCE = 1e-3  # float images a hair outside [0, 1] from resampling are clam
 
 def _image(value: Any, index: int) -> torch.Tensor:
     if hasattr(value, "getbands"):  # a PIL image (a torchvision dataset without ToTensor)
-        import numpy as np
-
         array = np.asarray(value)
         x = torch.from_numpy(array.copy()).permute(2, 0, 1) if array.ndim == 3 else \
             torch.from_numpy(array.copy())
@@ -68,21 +69,26 @@ def _item(dataset, index: int):
     return _image(item[0], index), _label(item[1], index)
 
 
-def _read(dataset, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _length(dataset) -> int:
     try:
         n = len(dataset)
     except TypeError:
         raise UsageError(f"{type(dataset).__name__} has no len(); give a map-style Dataset "
-                         "(an IterableDataset cannot be read into memory here)") from None
+                         "(an IterableDataset has no random access)") from None
     if n == 0:
         raise UsageError(f"{type(dataset).__name__} is empty")
+    return n
+
+
+def _read(dataset, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    n = _length(dataset)
     first, _ = _item(dataset, 0)
     need = n * first.numel()
     if need > limit:
         raise UsageError(f"{type(dataset).__name__}: {n} images of {tuple(first.shape)} need "
                          f"{need / 2**30:.1f} GiB as uint8, above the in-memory limit of "
                          f"{limit / 2**30:.1f} GiB (data.memory_budget_gb); use a smaller set, "
-                         "raise the budget, or stream it from disk (an imagefolder dataset)")
+                         "raise the budget, or stream it (data.streaming: true)")
     tensors = getattr(dataset, "tensors", None)  # TensorDataset: one conversion for all
     if isinstance(dataset, torch.utils.data.TensorDataset) and len(tensors) == 2:
         images = torch.stack([_image(x, i) for i, x in enumerate(tensors[0].unbind(0))]) \
@@ -135,3 +141,76 @@ def from_dataset(dataset, split: str, *, like: ImageData | None = None,
     return ImageData(images, labels, num_classes=len(classes), mean=mean, std=std,
                      classes=classes, name=type(dataset).__name__, split=split,
                      augment=AugmentSpec())
+
+
+def decoded_bytes(dataset) -> int:
+    """What the in-memory path would hold for ``dataset``: its length x its first image."""
+    if isinstance(dataset, ImageData):
+        return dataset.images.numel()
+    return _length(dataset) * _item(dataset, 0)[0].numel()
+
+
+def wants_streaming(cfg, datasets, log=print) -> bool:
+    """Whether a user's ``datasets`` (train, test or None) stream under ``cfg`` (a
+    ``DataConfig``): ``data.streaming`` when set, else when their decoded size exceeds
+    ``data.memory_budget_gb`` (and then says so). Sets already in memory stay there."""
+    datasets = [d for d in datasets if d is not None]
+    if any(isinstance(d, ImageData) for d in datasets):
+        if cfg.streaming:
+            raise UsageError("data.streaming: true, but the data given is an ImageData, "
+                             "already in memory; give a torch Dataset to stream")
+        return False
+    if cfg.streaming is not None:
+        return cfg.streaming
+    need = sum(decoded_bytes(d) for d in datasets)
+    if need <= cfg.memory_budget_gb * 2**30:
+        return False
+    log(f"data: {type(datasets[0]).__name__} would take {need / 2**30:.3g} GiB decoded in "
+        f"memory, over data.memory_budget_gb={cfg.memory_budget_gb:g}: streaming it with "
+        f"{cfg.workers} workers instead")
+    return True
+
+
+def _channels(image: Any) -> int:
+    """1 for a grey image, 3 otherwise (encoded bytes and colour images decode as RGB)."""
+    if hasattr(image, "getbands"):
+        return 1 if len(image.getbands()) == 1 else 3
+    x = image if isinstance(image, torch.Tensor) else torch.as_tensor(np.asarray(image))
+    if x.dim() == 2:
+        return 1
+    if x.dim() == 3 and (x.shape[0] == 1 or (x.shape[0] != 3 and x.shape[-1] == 1)):
+        return 1
+    return 3
+
+
+def stream_dataset(dataset, split: str, cfg, *, like=None):
+    """``dataset`` as ``StreamingData`` under ``cfg`` (a ``DataConfig``). Images come
+    out square, as large as the first image's shorter side; grey images stay one channel. ``like`` (the training split) supplies the size, classes and
+    normalization of a test split. No default augmentation, as in memory: ``data.augment``
+    turns on the pad-crop and flip (the ``imagenet`` recipe's random resized crop applies
+    regardless)."""
+    from edgedistill.data.stream_sources import streaming_data
+    from edgedistill.data.transforms import CorruptImage, to_uint8_image
+
+    name = type(dataset).__name__
+    if like is not None:
+        data = streaming_data(dataset, like.image_size, num_classes=like.num_classes,
+                              classes=like.classes, name=name, split=split, mean=like.mean,
+                              std=like.std, channels=like.channels, augment=like.augment)
+        if int(data.labels.max()) >= like.num_classes or int(data.labels.min()) < 0:
+            raise UsageError(f"the test set has label {int(data.labels.max())}, the train "
+                             f"set only {like.num_classes} classes")
+        return data
+    _length(dataset)
+    item = dataset[0]
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise UsageError(f"dataset item 0 is a {type(item).__name__}, not an (image, label) "
+                         "pair")
+    first = item[0]
+    try:
+        size = min(to_uint8_image(first, f"{name}[0]").shape[1:])
+    except CorruptImage as err:
+        raise UsageError(str(err)) from None
+    mean, std = (None, None) if cfg.mean is None else (cfg.mean, cfg.std)
+    return streaming_data(dataset, size, name=name, split=split, mean=mean, std=std,
+                          channels=_channels(first), augment=AugmentSpec())

@@ -1,0 +1,133 @@
+"""A map-style torch ``Dataset`` handed to ``edgedistill.distill`` / ``train`` streams
+(``data.streaming: true``, or by itself over ``data.memory_budget_gb``, saying so), and
+with the ``fit`` recipe the streamed run is the in-memory run, step for step."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+import edgedistill
+from edgedistill.config import DataConfig
+from edgedistill.data.base import channel_stats
+from edgedistill.data.streaming import StreamingData
+from edgedistill.data.torch_dataset import stream_dataset, wants_streaming
+from edgedistill.errors import UsageError
+from edgedistill.library import _splits
+
+TIMING = {"epoch_seconds", "images_per_s", "wall_seconds", "teacher_wait_s", "teacher_resent",
+          "replica_restarts", "replicas", "cache_build_s"}
+
+
+class Tinted(torch.utils.data.Dataset):
+    """``n`` uint8 [channels, 16, 16] images: a class tint plus seeded noise."""
+
+    def __init__(self, n: int = 96, channels: int = 3, seed: int = 0):
+        gen = torch.Generator().manual_seed(seed)
+        self.targets = [i % 4 for i in range(n)]
+        tint = torch.tensor(self.targets).view(-1, 1, 1, 1) * 40
+        noise = torch.randint(0, 80, (n, channels, 16, 16), generator=gen)
+        self.images = (tint + noise).clamp(0, 255).to(torch.uint8)
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i], self.targets[i]
+
+
+def net(width: int, in_channels: int = 3) -> nn.Module:
+    torch.manual_seed(width)
+    return nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 4))
+
+
+def records(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(x).items() if k not in TIMING} for x in lines]
+
+
+def settings(**data) -> dict:
+    return {"seed": 0, "train": {"threads": 1, "progress": False, "deterministic": True,
+                                 "optimizer": {"name": "sgd", "lr": 0.05}},
+            "data": {"workers": 2, "eval_batch_size": 32, "transform": "fit",
+                     "augment": {"crop_pad": 2, "hflip": True}, **data}}
+
+
+def test_a_dataset_over_the_budget_streams_through_distill_as_the_in_memory_run(
+        tmp_path, capsys):
+    data = Tinted()
+    teacher, student = net(16), net(8)
+    memory = edgedistill.distill(copy.deepcopy(teacher), copy.deepcopy(student), data,
+                                 epochs=2, batch_size=16, out=tmp_path / "memory",
+                                 **settings())
+    assert "streaming it" not in capsys.readouterr().out
+    mean, std = channel_stats(data.images)  # what the in-memory path normalizes with
+    streamed = edgedistill.distill(copy.deepcopy(teacher), copy.deepcopy(student), data,
+                                   epochs=2, batch_size=16, out=tmp_path / "streamed",
+                                   **settings(memory_budget_gb=1e-5, mean=list(mean),
+                                              std=list(std)))
+    assert "data: Tinted would take 6.87e-05 GiB decoded in memory, over " \
+           "data.memory_budget_gb=1e-05: streaming it with 2 workers instead" \
+           in capsys.readouterr().out
+    got, want = records(tmp_path / "streamed"), records(tmp_path / "memory")
+    assert [r["epoch"] for r in got] == [0, 1] and got[0]["train_loss"] > 0
+    assert got == want
+    assert streamed["final_test_acc"] == memory["final_test_acc"]
+    a = load_file(str(tmp_path / "streamed" / "model.safetensors"))
+    b = load_file(str(tmp_path / "memory" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_streams_a_grey_dataset_when_asked_keeping_one_channel(tmp_path, capsys):
+    model = net(8, in_channels=1)
+    summary = edgedistill.train(model, Tinted(64, channels=1), Tinted(32, 1, seed=1),
+                                epochs=1, batch_size=16, out=tmp_path / "run",
+                                **settings(streaming=True, transform="imagenet"))
+    assert "streaming it" not in capsys.readouterr().out  # asked for, not decided
+    assert [r["epoch"] for r in records(tmp_path / "run")] == [0]
+    assert 0 <= summary["final_test_acc"] <= 1
+    assert len(model(torch.zeros(1, 1, 16, 16))[0]) == 4
+
+
+def test_streamed_splits_keep_size_channels_and_hold_out_a_tenth():
+    cfg = DataConfig(dataset="python", streaming=True, val_split=8)
+
+    class Run:
+        data, seed = cfg, 0
+
+    train, val, test = _splits(Run, Tinted(120, channels=1), None)
+    assert all(isinstance(d, StreamingData) for d in (train, val, test))
+    assert (len(train), len(val), len(test)) == (100, 8, 12)
+    assert train.image_shape == test.image_shape == (1, 16, 16) and test.split == "test"
+    assert len(set(train.rows.tolist()) | set(val.rows.tolist()) | set(test.rows.tolist())) \
+        == 120
+    assert train.augment == test.augment and not train.augment.active  # as in memory
+    wide = torch.utils.data.TensorDataset(torch.zeros(8, 3, 10, 14, dtype=torch.uint8),
+                                          torch.arange(8) % 2)
+    rgb = stream_dataset(wide, "train", DataConfig(dataset="python"))
+    assert rgb.image_shape == (3, 10, 10)  # the first image's shorter side
+    assert rgb.labels.tolist() == [0, 1] * 4 and rgb.num_classes == 2
+
+
+def test_the_budget_decides_only_when_streaming_is_unset():
+    data, lines = Tinted(96), []
+    tight = {"dataset": "python", "memory_budget_gb": 1e-5}
+    assert wants_streaming(DataConfig(**tight), (data, None), lines.append)
+    assert len(lines) == 1 and "streaming it with 2 workers" in lines[0]
+    assert not wants_streaming(DataConfig(**tight, streaming=False), (data, None), lines.append)
+    assert not wants_streaming(DataConfig(dataset="python"), (data, Tinted(8)), lines.append)
+    assert wants_streaming(DataConfig(dataset="python", streaming=True), (data,), lines.append)
+    assert len(lines) == 1
+
+
+def test_a_dataset_over_the_budget_with_streaming_off_is_refused(tmp_path):
+    with pytest.raises(UsageError, match=r"in-memory limit.*data\.streaming: true"):
+        edgedistill.train(net(8), Tinted(96), epochs=1, out=tmp_path / "run",
+                          **settings(streaming=False, memory_budget_gb=1e-5))
+
