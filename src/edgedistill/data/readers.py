@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tarfile
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from edgedistill.data.transforms import as_bytes_tensor
 from edgedistill.errors import DataMissingError, UsageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+_KEY_FIELD = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
 
 
 class FolderReader:
@@ -52,8 +54,18 @@ class FolderReader:
         return h.hexdigest()
 
 
+def sample_field(name: str) -> tuple[str, str] | None:
+    """(sample key, field) of a shard member, by WebDataset's rule (its ``base_plus_ext``
+    pattern; fields lower-cased as its ``group_by_keys`` does): the key is the path up to
+    the first dot of the file's name, the field the rest (``a/b/sample001.seg.jpg``:
+    ``a/b/sample001``, ``seg.jpg``); None for a name without one."""
+    match = _KEY_FIELD.match(name)
+    return None if match is None else (match.group(1), match.group(2).lower())
+
+
 class TarShardReader:
-    """Samples of WebDataset shards (``key.jpg`` / ``key.png`` with ``key.cls``), by offset."""
+    """Samples of WebDataset shards (``key.jpg`` / ``key.jpeg`` / ``key.png`` with
+    ``key.cls``), by offset. Other fields (``key.seg.png``, ``key.json``) are ignored."""
 
     def __init__(self, shards: list[Path]):
         self.shards = [str(s) for s in shards]
@@ -69,13 +81,17 @@ class TarShardReader:
         try:
             with tarfile.open(shard, "r:") as tar:
                 for m in tar:
-                    if not m.isfile():
+                    if not m.isfile() or (field := sample_field(m.name)) is None:
                         continue
-                    stem, _, ext = m.name.rpartition(".")
-                    if f".{ext.lower()}" in IMAGE_EXTENSIONS:
-                        images[stem] = (number, m.offset_data, m.size, m.name)
+                    key, ext = field
+                    if f".{ext}" in IMAGE_EXTENSIONS:
+                        if key in images:
+                            raise DataMissingError(
+                                f"{shard}: sample {key!r} has two images ({images[key][3]} "
+                                f"and {m.name}); keep one .jpg, .jpeg or .png per sample")
+                        images[key] = (number, m.offset_data, m.size, m.name)
                     elif ext == "cls":
-                        labels[stem] = int(tar.extractfile(m).read().decode().strip())
+                        labels[key] = int(tar.extractfile(m).read().decode().strip())
         except (tarfile.TarError, ValueError, OSError) as err:
             raise DataMissingError(f"{shard} is not a readable WebDataset shard "
                                    f"({type(err).__name__}: {err})") from None
