@@ -23,6 +23,7 @@ from edgedistill import api
 from edgedistill.data import BatchPipeline
 from edgedistill.distill.sources import OnlineSource
 from edgedistill.elastic import BatchPlan, PoolSource
+from edgedistill.elastic.cli import print_status
 from edgedistill.elastic.service import FairQueue, find_service, start_service, stop_service
 from edgedistill.errors import UsageError
 from edgedistill.models import create_model
@@ -141,7 +142,8 @@ def test_a_student_of_another_teacher_is_refused(service, cluster, teacher_file,
 
 
 def test_two_students_share_it_exactly_once_while_a_replica_is_killed(service, cluster,
-                                                                      teacher_file, data):
+                                                                      teacher_file, data,
+                                                                      capsys):
     pipes = [pipe_with_seed(data, 0), pipe_with_seed(data, 1)]
     students = [student(teacher_file, "svc", cluster, p) for p in pipes]
     refs = [online(teacher_file, p) for p in pipes]
@@ -155,16 +157,125 @@ def test_two_students_share_it_exactly_once_while_a_replica_is_killed(service, c
                 assert torch.allclose(got.features["layer2"], want.features["layer2"],
                                       atol=1e-2)
             if step == 3:
-                rows = status("svc")["students"]
-                assert {s.pool.id for s in students} <= {r["id"] for r in rows}
+                info = status("svc")
+                rows = {r["id"]: r for r in info["students"]}
+                assert {s.pool.id for s in students} <= set(rows)
+                slots = POOL["max_in_flight"] * len(info["replicas"])
+                for src in students:  # what `teachers status` shows of each, while attached
+                    row = rows[src.pool.id]
+                    assert row["answered"] >= 4  # the 4 batches it trained on so far
+                    assert 0 <= row["queued"] and 0 <= row["in_flight"] <= slots
+                    window = src.cfg.max_in_flight * len(info["replicas"])
+                    # asked for: the 4 batches trained on and a window ahead, each once
+                    assert row["answered"] + row["queued"] + row["in_flight"] <= 4 + window
+                    assert 0.0 <= row["wait_fraction"] <= 1.0  # it waited for batch 0
+                    assert row["resent"] == 0
+                print_status(info)
+                table = capsys.readouterr().out
+                for column in ("queued", "in flight", "answered", "re-sent", "wait"):
+                    assert column in table
+                for src in students:
+                    row = rows[src.pool.id]
+                    line = next(li for li in table.splitlines() if src.pool.id in li)
+                    cells = [c.strip() for c in line.split("│")[1:-1]]
+                    assert cells[2:6] == [str(row["queued"]), str(row["in_flight"]),
+                                          str(row["answered"]), "0"], line
+                    assert cells[6] == f"{100 * row['wait_fraction']:.0f}%", line
                 victim = next(r for r in status("svc")["replicas"] if r["state"] == "alive")
                 os.kill(victim["pid"], signal.SIGKILL)
         for src in students:
             assert_exactly_once(src.accounting(), [(0, s) for s in range(16)])
+            assert src.pool.dropped == 0  # no batch was computed twice for it either
         assert status("svc")["restarts"] >= 1
     finally:
         for src in students:
             src.close()
+
+
+def test_two_students_share_it_exactly_once_while_it_is_drained_and_grown(
+        service, cluster, teacher_file, data):
+    """The service is scaled down (a replica drained while it holds batches) and up again
+    while two students train: each student's ledger holds every batch exactly once, the
+    drained replica is stopped (not counted as a failure) and a new one is used."""
+    import ray
+
+    actor = find_service("svc")
+    pipes = [pipe_with_seed(data, 0), pipe_with_seed(data, 1)]
+    students = [student(teacher_file, "svc", cluster, p) for p in pipes]
+    refs = [online(teacher_file, p) for p in pipes]
+    keys = [(e, s) for e in range(20) for s in range(16)]
+    done: list = []
+
+    def step():
+        key = keys[len(done)]
+        for src, ref, pipe in zip(students, refs, pipes, strict=True):
+            batch = pipe.batch(*key)
+            got = src.outputs(batch)
+            assert (got.logits - ref.outputs(batch).logits).abs().max() < 2e-3
+        done.append(key)
+
+    def step_until(ready, what: str, at_least: int = 3):
+        deadline = time.monotonic() + 120
+        for _ in range(at_least):
+            step()
+        while not ready(status("svc")):
+            assert time.monotonic() < deadline, f"{what}: {status('svc')['replicas']}"
+            step()
+
+    try:
+        restarts = status("svc")["restarts"]
+        caught_in_flight = False
+        for cycle in range(4):  # until a drain caught a replica holding batches
+            step_until(lambda s: [r["state"] for r in s["replicas"]] == ["alive"] * 2,
+                       "2 replicas alive")
+            before = {r["id"] for r in status("svc")["replicas"]}
+            down = ray.get(actor.scale.remote(1), timeout=60)
+            drained = [*down["draining"], *down["removed"]]
+            assert len(drained) == 1 and not down["added"], down
+            caught_in_flight |= any(q > 0 for q in down["draining"].values())
+            kept = sorted(before - {*drained})
+            step_until(lambda s, kept=kept: [r["id"] for r in s["replicas"]] == kept,
+                       "the drained replica stopped")
+            up = ray.get(actor.scale.remote(2), timeout=60)
+            assert len(up["added"]) == 1 and not up["draining"] and not up["removed"], up
+            new = up["added"][0]
+            step_until(lambda s, new=new: any(r["id"] == new and r["served"] > 0
+                                              for r in s["replicas"]),
+                       "the new replica answered")
+            if caught_in_flight and cycle:
+                break
+        assert caught_in_flight, "no scale-down drained a replica holding batches"
+        for src in students:
+            assert_exactly_once(src.accounting(), done)
+            assert src.accounting().resent == 0  # drained, not lost
+            assert src.pool.dropped == 0  # and none computed twice
+        assert status("svc")["restarts"] == restarts  # a drain is no failure
+    finally:
+        for src in students:
+            src.close()
+        ray.get(actor.scale.remote(2), timeout=60)
+
+
+def test_a_student_forgotten_during_a_pause_sends_its_open_requests_again(
+        service, cluster, teacher_file, data):
+    """Silent longer than the student timeout (a long evaluation), a student is forgotten
+    and its queue dropped; its next call finds that out and sends what is unanswered."""
+    pipe = train_pipe(data)
+    src = student(teacher_file, "svc", cluster, pipe)
+    try:
+        for step in range(4):
+            src.outputs(pipe.batch(0, step))
+        joined = src.pool.joined
+        deadline = time.monotonic() + STUDENT_TIMEOUT_S + 30
+        while src.pool.id in [r["id"] for r in status("svc")["students"]]:
+            assert time.monotonic() < deadline, "the silent student was never forgotten"
+            time.sleep(0.5)
+        for step in range(4, 16):
+            src.outputs(pipe.batch(0, step))
+        assert src.pool.joined > joined  # met anew, and told so
+        assert_exactly_once(src.accounting(), [(0, s) for s in range(16)])
+    finally:
+        src.close()
 
 
 def test_the_service_forgets_a_crashed_student_and_serves_another_process(
@@ -274,6 +385,13 @@ def test_the_cli_serves_a_service_that_a_distill_run_attaches_to(cluster, teache
         assert "answers/s" in shown.stdout and "no student attached" in shown.stdout
         answered = status("cli")["replicas"][0]["served"]
         assert answered >= 16  # the run's epoch (and its evaluation needs none)
+        grown = run_cli("teachers", "scale", "cli", "2", *where, timeout=120)
+        assert grown.returncode == 0, grown.stderr
+        assert "scaled to 2 replica(s): started [1]" in grown.stdout, grown.stdout
+        assert len(status("cli")["replicas"]) == 2
+        refused = run_cli("teachers", "scale", "cli", "0", *where, timeout=120)
+        assert refused.returncode == 2 and "at least 1 replica" in refused.stderr, \
+            refused.stderr
     finally:
         stopped = run_cli("teachers", "stop", "cli", *where, timeout=120)
     assert stopped.returncode == 0, stopped.stderr
@@ -289,7 +407,7 @@ def test_the_teachers_commands_name_an_unreachable_cluster(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # free once closed: nothing listens there
-    for args in (["status"], ["stop", "svc"]):
+    for args in (["status"], ["stop", "svc"], ["scale", "svc", "2"]):
         done = run_cli("teachers", *args, "--address", f"127.0.0.1:{port}", timeout=120)
         assert done.returncode == 2, done.stderr
         assert f"cannot reach Ray at 127.0.0.1:{port}" in done.stderr

@@ -50,7 +50,7 @@ class ServiceClient:
         self.state = {"alive": 0, "starting": 1, "restarts": 0, "busy_s": 0.0, "resent": 0,
                       "new": True}
         self.dropped = self.reconnects = 0
-        self.known = False  # whether the service has answered this student yet
+        self.joined: int | None = None  # when the service met this student (its count)
         self.waited_s = 0.0
         self.fresh = 0  # answers taken since the last collect
         self.owns_ray = cluster.connect(address or "auto")
@@ -119,11 +119,18 @@ class ServiceClient:
         self.calls = [c for c in self.calls if c not in ready]
         forgotten = False
         for ref in ready:
-            answers, self.state = self._ray.get(ref)
-            forgotten |= self.state["new"] and self.known
+            answers, state = self._ray.get(ref)
+            # the service's calls run concurrently: the call that met this student may
+            # come back after others; only a later meeting means it forgot us
+            joined = state.get("joined")
+            if joined is not None and self.joined is not None and joined > self.joined:
+                forgotten = True
+            if joined is not None and (self.joined is None or joined >= self.joined):
+                self.joined, self.state = joined, state
+            elif joined is None:
+                self.state = state
             for reply in answers:
                 self._accept(reply)
-        self.known = True
         if forgotten:  # silent too long (a long pause): the service dropped our queue
             self._resend()
 
@@ -156,7 +163,7 @@ class ServiceClient:
                                        f"within {self.wait_s:g}s") from None
                 time.sleep(RETRY_S)
         self.reconnects += 1
-        self.known = False  # a new service: what we send now is all it must know
+        self.joined = None  # a new service: what we send now is all it must know
         self._resend()
         self.log(f"teacher service {self.name!r} is back; {len(self.requests)} request(s) "
                  "sent again")

@@ -129,6 +129,24 @@ def status(name: Optional[str] = typer.Argument(None, help="One service (default
 
 
 @teachers_app.command()
+def scale(name: str, replicas: int = typer.Argument(..., help="How many replicas to keep."),
+          address: Optional[str] = typer.Option(None, help=ADDRESS_HELP)):
+    """Grow or shrink a service to N replicas while students train: the slowest drain
+    (their batches are answered first), new ones start where Ray finds room."""
+    from edgedistill.elastic.service import scale_service
+
+    def body():
+        done = scale_service(name, replicas)
+        draining = ", ".join(f"{rid} ({queued} batch(es) to answer)"
+                             for rid, queued in done["draining"].items()) or "none"
+        print(f"teacher service {name!r} scaled to {replicas} replica(s): started "
+              f"{done['added'] or 'none'}, draining {draining}, stopped "
+              f"{done['removed'] or 'none'}")
+
+    _connected(address, body)
+
+
+@teachers_app.command()
 def stop(name: str, address: Optional[str] = typer.Option(None, help=ADDRESS_HELP)):
     """Stop a teacher service and its replicas (attached students wait for a new one)."""
     from edgedistill.elastic.service import stop_service

@@ -84,8 +84,9 @@ class FairQueue:
 class Student:
     """What the service knows of one attached student."""
 
-    def __init__(self, sid: str, now: float):
+    def __init__(self, sid: str, now: float, joined: int):
         self.id = sid
+        self.joined = joined  # this service's count of students met, at this one's arrival
         self.since = self.seen = now
         self.in_flight: dict[Key, tuple[Ticket, Request]] = {}
         self.answers: list[Reply] = []
@@ -115,6 +116,7 @@ class TeacherService:
         self.students: dict[str, Student] = {}
         self.queue = FairQueue()
         self.departed_wait_s = 0.0
+        self.joins = 0
         self.events: deque = deque(maxlen=50)
         self.finished: dict[int, deque] = {}
         self.pool: TeacherPool | None = None
@@ -151,13 +153,17 @@ class TeacherService:
                  timeout_s: float) -> tuple[list[Reply], dict]:
         """Queue ``requests`` for student ``sid`` and return its answers, waiting up to
         ``timeout_s`` for one when none is ready; the dict says how the pool stands and
-        whether ``sid`` was unknown (new, or forgotten: it must send its open requests)."""
+        when ``sid`` joined (``joined`` grows when it was forgotten and is met anew: it must
+        then send its open requests again). Calls run concurrently, so the one that meets
+        a student first is not always the one it sent first: a student compares
+        ``joined``, not ``new``, to tell a late answer from being forgotten."""
         with self.lock:
             now = time.monotonic()
             student = self.students.get(sid)
             new = student is None
             if new:
-                student = self.students[sid] = Student(sid, now)
+                self.joins += 1
+                student = self.students[sid] = Student(sid, now, self.joins)
                 self._log(f"student {sid} attached")
             student.seen = now
             student.waited_s = waited_s
@@ -169,7 +175,8 @@ class TeacherService:
             if not student.answers and timeout_s > 0:
                 self.lock.wait_for(lambda: student.answers or self._stop, timeout_s)
             answers, student.answers = student.answers, []
-            return answers, {**self.pool_now, "resent": student.resent, "new": new}
+            return answers, {**self.pool_now, "resent": student.resent, "new": new,
+                             "joined": student.joined}
 
     def detach(self, sid: str) -> None:
         with self.lock:
@@ -253,9 +260,30 @@ class TeacherService:
             pool.scale(target)
 
     # ---- operators' side ----
-    def scale(self, n: int) -> None:
+    def scale(self, n: int) -> dict:
+        """Grow or shrink to ``n`` replicas now (``teachers scale``): new ones start where
+        Ray finds room; the slowest drain: no new request goes to them, the batches they
+        hold are answered, then they stop. Says which were added, draining (with the
+        batches they still hold) and removed at once."""
+        if n < 1:
+            raise UsageError(f"a teacher service needs at least 1 replica, asked for {n}")
+        if self.scaler is not None:
+            low, high = self.scaler.settings.min_replicas, self.scaler.settings.max_replicas
+            if not low <= n <= high:
+                raise UsageError(f"teacher service {self.name!r} autoscales between {low} and "
+                                 f"{high} replicas; asked for {n}")
         with self.pool_lock:
+            before = {r["id"]: r for r in self.pool.health()}
             self.pool.scale(n)
+            after = {r["id"]: r for r in self.pool.health()}
+        done = {"added": sorted(set(after) - set(before)),
+                "draining": {rid: before[rid]["queued"] for rid, row in after.items()
+                             if row["state"] == "draining" and rid in before
+                             and before[rid]["state"] != "draining"},
+                "removed": sorted(set(before) - set(after))}
+        self._log(f"scaled to {n} replicas by request: added {done['added']}, draining "
+                  f"{sorted(done['draining'])}, removed {done['removed']}")
+        return done
 
     def status(self) -> dict:
         with self.pool_lock, self.lock:
@@ -334,6 +362,20 @@ def start_service(name: str, source: str, pool: dict[str, Any], layers: list[str
         raise
     except BaseException:
         ray.kill(actor)
+        raise
+
+
+def scale_service(name: str, n: int) -> dict:
+    """Scale service ``name`` to ``n`` replicas (``TeacherService.scale``); a count it
+    refuses is a UsageError."""
+    import ray
+
+    actor = find_service(name)
+    try:
+        return ray.get(actor.scale.remote(n), timeout=60)
+    except ray.exceptions.RayTaskError as err:
+        if isinstance(err.cause, UsageError):
+            raise UsageError(str(err.cause)) from None
         raise
 
 
