@@ -107,11 +107,12 @@ def train(
     nproc: Optional[int] = typer.Option(None, "--nproc", min=1, help=NPROC_HELP),
 ):
     """Train a model on a dataset (this is how teachers are made)."""
-    from edgedistill import api
     from edgedistill.config import TrainExperiment, load_config
 
     overrides = [*set_, *([f"train.device={device}"] if device else [])]
-    cfg = load_config(config, TrainExperiment, overrides)
+    cfg = load_config(config, TrainExperiment, overrides)  # before torch: mistakes exit fast
+    from edgedistill import api
+
     if _ranks(nproc, cfg, out or _default_out(cfg.name), resume, halting_report):
         return
     if halting_report:

@@ -56,6 +56,9 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _check_streaming(self):
+        from edgedistill.config.builtins import check_dataset  # reads files, imports no torch
+
+        self.options = check_dataset(self.dataset, self.options, self.streaming)
         if self.transform != "imagenet" or self.transform_options:  # the default needs no
             from edgedistill.data.transforms import TRANSFORMS  # check, nor torch imported
 

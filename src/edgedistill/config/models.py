@@ -31,7 +31,7 @@ class ModelConfig(Strict):
     @model_validator(mode="after")
     def _one_model(self) -> ModelConfig:
         check_model_fields(self, "name")
-        return self
+        return checked_kwargs(self)
 
 
 def model_mapping(raw: dict) -> ModelConfig:
@@ -64,6 +64,16 @@ def check_model_fields(cfg: Any, others: str) -> None:
         raise ValueError("give weights or pretrained: true, not both")
 
 
+def checked_kwargs(cfg: Any) -> Any:
+    """``cfg`` with a zoo model's ``kwargs`` checked against its factory and converted
+    (torch not imported: config/builtins.py reads the zoo's files)."""
+    if cfg.name is not None:
+        from edgedistill.config.builtins import check_model
+
+        cfg.kwargs = check_model(cfg.name, cfg.kwargs)
+    return cfg
+
+
 class StudentConfig(Strict):
     name: str | None = None
     factory: str | None = Field(None, description="package.module:function or file.py:function")
@@ -86,4 +96,4 @@ class StudentConfig(Strict):
         if self.derive is not None and (self.weights is not None or self.pretrained):
             raise ValueError("a derived student starts from fresh weights; weights and "
                              "pretrained go with student.name or student.factory")
-        return self
+        return checked_kwargs(self)
