@@ -82,6 +82,8 @@ def test_a_dataset_over_the_budget_streams_through_distill_as_the_in_memory_run(
     a = load_file(str(tmp_path / "streamed" / "model.safetensors"))
     b = load_file(str(tmp_path / "memory" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    start = student.state_dict()  # ``student`` itself was never trained: copies were
+    assert not all(torch.equal(a[k], start[k]) for k in a if k in start)
 
 
 def test_train_streams_a_grey_dataset_when_asked_keeping_one_channel(tmp_path, capsys):
