@@ -7,10 +7,16 @@ with CE + KD (T=4) from the shipped resnet56 Fashion-MNIST teacher through
 * ``share``: two students on one service of 2 replicas, then the same two students
   each with its own pool of 1 replica (same total); images/s per student and total,
   over the time both train.
-* ``autoscale``: one student trains throughout, a second joins a third of the way in and
-  leaves at two thirds; the service (autoscale 1..3 replicas) is sampled each second:
-  replicas, each student's wait fraction and images/s, plotted to a PNG; the reaction
-  time is from a join (leave) to the next growth (shrink) of the pool.
+* ``autoscale``: one student trains alone for a third of ``--autoscale-seconds``, a
+  second joins for the next third, then leaves, and the first trains alone for the last
+  third. The students are paced (``--pace`` steps/s each, about half of what one
+  replica answers), so one student alone fits in one replica and two do not: the pool
+  (autoscale 1..4, never at its maximum) has room to grow at the join and to shrink at
+  the leave. The service is sampled every 0.5 s: replicas (alive, and alive + starting:
+  the autoscaler's target), each student's wait fraction and images/s, plotted to a
+  PNG. Reaction times: from the join (the second student's first answer) to the
+  autoscaler's decision to grow and to the new replica answering; from the leave (the
+  service forgetting it) to the decision to shrink.
 * ``kills``: two students train while a replica of the service is SIGKILLed every
   ``--kill-every`` s, 20 times; per student the batches lost (a step never served) and
   duplicated (a reply accepted twice), and the stall per kill (the longest gap between
@@ -69,6 +75,7 @@ def student_main(args) -> None:
     opt = torch.optim.SGD(distiller.parameters(), lr=0.05)
     times, keys = [], []
     stop_at = time.time() + args.seconds
+    due = time.time()
     stop_file = Path(args.stop_file) if args.stop_file else None
 
     def stopped() -> bool:
@@ -83,6 +90,9 @@ def student_main(args) -> None:
             opt.step()
             times.append(time.time())
             keys.append([batch.epoch, batch.step])
+            if args.pace > 0:  # a slower student: no faster than --pace steps/s, no bursts
+                due = max(due + 1 / args.pace, time.time())
+                time.sleep(max(0.0, due - time.time()))
             if stopped():
                 break
         epoch += 1
@@ -98,10 +108,12 @@ def student_main(args) -> None:
 
 
 def spawn(address: str, out: Path, seed: int, seconds: float, service: str | None = None,
-          replicas: int = 1, stop_file: Path | None = None) -> subprocess.Popen:
+          replicas: int = 1, stop_file: Path | None = None,
+          pace: float = 0.0) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "benchmarks.teacher_service", "student", "--address", address,
            "--out", str(out), "--seed", str(seed), "--seconds", str(seconds),
-           "--replicas", str(replicas), *(["--service", service] if service else []),
+           "--replicas", str(replicas), "--pace", str(pace),
+           *(["--service", service] if service else []),
            *(["--stop-file", str(stop_file)] if stop_file else [])]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
@@ -178,62 +190,100 @@ def wait_attached(name: str, n: int, timeout_s: float = 600) -> float:
     return time.time()
 
 
-def part_autoscale(address: str, tmp: Path, seconds: float) -> list[str]:
+AUTOSCALE = {"min_replicas": 1, "max_replicas": 4, "grow_wait_fraction": 0.1,
+             "interval_s": 2.0, "cooldown_s": 3.0}
+
+
+def part_autoscale(address: str, tmp: Path, seconds: float, pace: float) -> list[str]:
     """Times are from the first student's first answer; join and leave are when the
-    service saw the second student attach (first answer) and detach."""
+    service saw the second student's first answer and forgot it (it detached)."""
     from edgedistill.elastic.service import stop_service
 
-    serve("auto", 1, {"min_replicas": 1, "max_replicas": 3, "interval_s": 2.0,
-                      "cooldown_s": 3.0})
+    serve("auto", 1, AUTOSCALE)
     stops = [tmp / "stop-a0", tmp / "stop-a1"]
-    procs = [spawn(address, tmp / "a0.json", 0, 3600, "auto", stop_file=stops[0])]
+    procs = [spawn(address, tmp / "a0.json", 0, 3600, "auto", stop_file=stops[0], pace=pace)]
     samples, joined, left = [], None, None
+    phase = seconds / 3
     try:
         t0 = wait_attached("auto", 1)
-        while time.time() - t0 < seconds:
+        while left is None or time.time() - t0 < left + phase:
             now = time.time() - t0
-            if len(procs) == 1 and now > seconds / 4:
+            if now > 3 * phase + 600:
+                raise RuntimeError("the second student did not join and leave in time")
+            if len(procs) == 1 and now > phase - 10:  # its start-up takes about 10 s
                 procs.append(spawn(address, tmp / "a1.json", 1, 3600, "auto",
-                                   stop_file=stops[1]))
+                                   stop_file=stops[1], pace=pace))
             info = status("auto")
             answering = [s for s in info["students"] if s["answered"] > 0]
             if joined is None and len(answering) == 2:
                 joined = now
-            if joined is not None and left is None and now - joined > seconds / 3:
+            if joined is not None and not stops[1].exists() and now - joined > phase:
                 stops[1].touch()
             if stops[1].exists() and left is None and len(info["students"]) == 1:
                 left = now
-            samples.append({"t": now, "replicas": sum(r["state"] == "alive"
-                                                     for r in info["replicas"]),
+            alive = sum(r["state"] == "alive" for r in info["replicas"])
+            starting = sum(r["state"] == "starting" for r in info["replicas"])
+            samples.append({"t": now, "replicas": alive, "target": alive + starting,
+                            "ms": [r["service_ms"] for r in info["replicas"]
+                                   if r["state"] == "alive" and r["service_ms"]],
                             "students": {s["id"]: (s["answered"], s["wait_fraction"])
                                          for s in info["students"]}})
-            time.sleep(1.0)
+            time.sleep(0.5)
         for stop in stops:
             stop.touch()
         finish(procs, 300)
+        events = status("auto")["events"]
     finally:
         stop_service("auto")
-    if joined is None or left is None:
-        raise RuntimeError(f"the second student did not join and leave in {seconds:g}s; "
-                           "give more --autoscale-seconds")
     results = [json.loads((tmp / f"a{i}.json").read_text()) for i in range(2)]
-    grow = next((s["t"] - joined for s in samples if s["t"] > joined and
-                 s["replicas"] > _replicas_at(samples, joined)), None)
-    shrink = next((s["t"] - left for s in samples if s["t"] > left and
-                   s["replicas"] < _replicas_at(samples, left)), None)
+    before, during = _at(samples, joined)["target"], _at(samples, left)["target"]
+    decided = _first(samples, joined, lambda s: s["target"] > before)
+    grown = _first(samples, joined, lambda s: s["replicas"] > before)
+    shrunk = _first(samples, left, lambda s: s["target"] < during)
     plot(samples, joined, left, t0, results)
-    return [f"second student joined at {joined:.0f} s, left at {left:.0f} s; pool grew "
-            f"{_s(grow)} after the join and shrank {_s(shrink)} after the leave; replicas "
-            f"each second {[s['replicas'] for s in samples]}",
-            f"student 1 images/s alone before the join {rate(results[0], t1=t0 + joined):.0f}, "
-            f"with the second {rate(results[0], t0 + joined, t0 + left):.0f}, after "
-            f"{rate(results[0], t0=t0 + left):.0f}; student 2 {rate(results[1]):.0f}; lost / "
-            f"duplicated {sum(r['lost'] for r in results)} / "
-            f"{sum(r['duplicated'] for r in results)}"]
+    first = results[0]
+    phases = {"alone before": (0, joined), "with the second": (joined, left),
+              "alone after": (left, samples[-1]["t"])}
+    lines = [f"second student joined at {joined:.1f} s, left at {left:.1f} s (paced at "
+             f"{pace:g} steps/s each, {pace * DATA['batch_size']:.0f} images/s)",
+             f"reaction to the join: grow decided {_s(decided)} after it, the new replica "
+             f"answering {_s(grown)} after it; reaction to the leave: shrink decided "
+             f"{_s(shrunk)} after it",
+             f"replicas (alive + starting) at the join {before}, at the leave {during}; "
+             f"most in each phase: {[_most(samples, *span) for span in phases.values()]}"]
+    for label, (a, b) in phases.items():
+        waits = [s["students"][sid][1] for s in samples if a <= s["t"] < b
+                 for sid in s["students"] if s["students"][sid][1] is not None]
+        ms = [m for s in samples if a <= s["t"] < b for m in s["ms"]]
+        lines.append(f"{label}: student 1 {rate(first, t0 + a, t0 + b):.0f} images/s, "
+                     f"students' wait fraction mean {_mean(waits)}, replicas alive mean "
+                     f"{statistics.mean(s['replicas'] for s in samples if a <= s['t'] < b):.2f}"
+                     f", replica ms/batch mean {_mean(ms, '.0f')}")
+    lines.append(f"student 2 {rate(results[1]):.0f} images/s; lost / duplicated "
+                 f"{sum(r['lost'] for r in results)} / {sum(r['duplicated'] for r in results)}")
+    lines.append("replicas each 0.5 s (alive): " + "".join(str(s["replicas"]) for s in samples))
+    lines.append("service events (last 5): " + " | ".join(events))
+    return lines
+
+
+def _at(samples: list[dict], t: float) -> dict:
+    return [s for s in samples if s["t"] <= t][-1]
+
+
+def _first(samples: list[dict], t: float, cond) -> float | None:
+    return next((s["t"] - t for s in samples if s["t"] > t and cond(s)), None)
+
+
+def _most(samples: list[dict], a: float, b: float) -> int:
+    return max(s["target"] for s in samples if a <= s["t"] < b)
+
+
+def _mean(xs: list[float], fmt: str = ".2f") -> str:
+    return "-" if not xs else format(statistics.mean(xs), fmt)
 
 
 def _s(x) -> str:
-    return "never" if x is None else f"{x:.0f} s"
+    return "never" if x is None else f"{x:.1f} s"
 
 
 def _replicas_at(samples: list[dict], t: float) -> int:
@@ -248,8 +298,12 @@ def plot(samples: list[dict], joined: float, left: float, t0: float, results: li
 
     fig, axes = plt.subplots(3, 1, figsize=(7, 7), sharex=True)
     ts = [s["t"] for s in samples]
-    axes[0].step(ts, [s["replicas"] for s in samples], where="post")
-    axes[0].set_ylabel("replicas alive")
+    axes[0].step(ts, [s["target"] for s in samples], where="post", ls="--",
+                 label="alive + starting")
+    axes[0].step(ts, [s["replicas"] for s in samples], where="post", label="alive")
+    axes[0].set_ylabel("replicas")
+    axes[0].set_ylim(0, AUTOSCALE["max_replicas"] + 0.5)
+    axes[0].legend()
     ids = sorted({sid for s in samples for sid in s["students"]})
     for n, sid in enumerate(ids):
         pts = [(s["t"], s["students"][sid][1]) for s in samples
@@ -323,9 +377,13 @@ def main() -> None:
     st.add_argument("--replicas", type=int, default=1)
     st.add_argument("--service", default=None)
     st.add_argument("--stop-file", default=None)
+    st.add_argument("--pace", type=float, default=0.0, help="steps/s at most (0: no limit)")
     parser.add_argument("--part", nargs="*", default=["share", "autoscale", "kills"])
     parser.add_argument("--seconds", type=float, default=40, help="per share run")
-    parser.add_argument("--autoscale-seconds", type=float, default=90)
+    parser.add_argument("--autoscale-seconds", type=float, default=180,
+                        help="alone, with the second student, alone again: a third each")
+    parser.add_argument("--pace", type=float, default=3.0,
+                        help="autoscale: each student's steps/s (a replica answers ~5/s)")
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--kill-every", type=float, default=4.0)
     parser.add_argument("--cpus", type=int, default=3, help="Ray's logical CPUs")
@@ -345,7 +403,8 @@ def main() -> None:
             print("| --- | --- | --- | --- | --- |")
             print("\n".join(part_share(address, folder, args.seconds)), flush=True)
         if "autoscale" in args.part:
-            print("\n".join(part_autoscale(address, folder, args.autoscale_seconds)), flush=True)
+            print("\n".join(part_autoscale(address, folder, args.autoscale_seconds,
+                                           args.pace)), flush=True)
             print(f"plot: {PNG.relative_to(ROOT)}")
         if "kills" in args.part:
             print("| student | steps | lost | duplicated | re-sent | stall/kill mean s | max s |")
