@@ -224,6 +224,31 @@ def test_timm_models_build_with_the_data_sizes():
     assert model.spec == {"name": "timm:resnet18", "num_classes": 10, "in_channels": 1}
 
 
+@pytest.mark.parametrize("layout", ["module.", "safetensors"])
+def test_a_timm_model_loads_weights_saved_from_timm_itself(tmp_path, layout):
+    """``timm:NAME`` with ``weights: PATH``: a state dict saved from a model timm built
+    (here, since no published weights can be fetched) loads into the model edgedistill
+    builds, key for key, and the two compute the same logits."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(3)
+    ref = timm.create_model("resnet10t", num_classes=4, in_chans=3).eval()
+    state = ref.state_dict()
+    if layout == "safetensors":
+        path = tmp_path / "w.safetensors"
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        path = tmp_path / "w.pth"
+        torch.save({f"module.{k}": v for k, v in state.items()}, path)
+    model = api.load_model(ModelConfig(name="timm:resnet10t", weights=str(path)), 4, 3)
+    assert model.spec == {"name": "timm:resnet10t", "num_classes": 4, "in_channels": 3}
+    assert model.weights_info["loaded_keys"] == len(state)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), ref(x))
+    with pytest.raises(UsageError, match=r"fc.weight: \[4, 512\] in the file, \[7, 512\]"):
+        api.load_model(ModelConfig(name="timm:resnet10t", weights=str(path)), 7, 3)
+
+
 @pytest.mark.parametrize("which", ["factory", "torchvision"])
 def test_the_splitter_cuts_foreign_models_where_their_outputs_agree(nets, which):
     from edgedistill.split.splitter import split_model, split_points
