@@ -4,8 +4,8 @@
 TrainExperiment) with the real Trainer and writes this rank's loss of every step to
 ``OUT/steps-rank{R}.json`` (one launch for several runs: starting ranks is the slow part).
 Started plainly it is the one-process run; under torchrun each rank is one of N. The
-model ``nobn`` is a small convnet without BatchNorm, whose step is the same math on any
-number of ranks; any other name comes from the zoo. benchmarks/gpu_check.sh runs it on
+factory model ``ddp_worker.py:nobn`` is a small convnet without BatchNorm, whose step is
+the same math on any number of ranks; the config's model is built as any run's is. benchmarks/gpu_check.sh runs it on
 CUDA with ``train.sync_bn`` to measure the 1-vs-N-rank difference there.
 """
 
@@ -19,7 +19,6 @@ from torch import nn
 
 from edgedistill import api
 from edgedistill.config import TrainExperiment
-from edgedistill.models import create_model
 from edgedistill.train.callbacks import Callback
 from edgedistill.train.device import resolve_device
 from edgedistill.train.distributed import world
@@ -46,8 +45,7 @@ def main(config: str, out: str) -> None:
     api.configure_torch(cfg)
     train, test = api.build_data(cfg.data, cfg.seed)
     shape = (train.images.shape[1], train.num_classes)
-    model = nobn(*shape) if cfg.model.name == "nobn" else create_model(
-        cfg.model.name, num_classes=shape[1], in_channels=shape[0], **cfg.model.kwargs)
+    model = api.build_model(cfg.model, num_classes=shape[1], in_channels=shape[0])
     device = resolve_device(cfg.train.device)
     train_pipe, test_pipe = api.build_pipelines(cfg.data, train, test, cfg.seed, device)
     steps = StepLosses()

@@ -31,6 +31,8 @@ from tests.conftest import CLI, run_cli, set_dotted, tiny_train_config
 
 HERE = Path(__file__).parent
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+# the worker's BatchNorm-free convnet, as a factory model
+NOBN = {"factory": f"{HERE / 'ddp_worker.py'}:nobn"}
 TIMING = {"epoch_seconds", "images_per_s", "wall_seconds", "teacher_wait_s", "cache_build_s"}
 
 
@@ -82,6 +84,8 @@ def compared(tmp_path_factory):
     for model in ("nobn", "resnet8"):
         cfg = tiny_train_config(**{"model.name": model, "train.deterministic": True,
                                    "data.eval_batch_size": 100})
+        if model == "nobn":
+            cfg["model"] = NOBN
         path = tmp / f"{model}.json"
         path.write_text(json.dumps(cfg))
         for n in (1, 2):
@@ -429,8 +433,7 @@ def test_a_resume_with_another_number_of_ranks_at_an_epoch_boundary_is_exact(tmp
     """Epoch 0 on 2 ranks, epoch 1 resumed on 1: without BatchNorm (whose statistics are
     per slice) the weights and records are those of 2 epochs on 1 rank, uninterrupted."""
     cfg = cli_config(**{"train.schedule.name": "constant", "data.eval_batch_size": 100})
-    cfg["model"] = {"factory": f"{HERE / 'ddp_worker.py'}:nobn",
-                    "kwargs": {"in_channels": 1, "num_classes": 10}}
+    cfg["model"] = NOBN
     both = write_yaml(cfg)
     first = write_yaml(set_dotted(cfg, {"train.epochs": 1}), "first.yaml")
     ref, run = tmp_path / "ref", tmp_path / "run"
