@@ -9,10 +9,11 @@ with CE + KD (T=4) from the shipped resnet56 Fashion-MNIST teacher through
   over the time both train.
 * ``autoscale``: one student trains alone for a third of ``--autoscale-seconds``, a
   second joins for the next third, then leaves, and the first trains alone for the last
-  third. The students are paced (``--pace`` steps/s each, about half of what one
-  replica answers), so one student alone fits in one replica and two do not: the pool
-  (autoscale 1..4, never at its maximum) has room to grow at the join and to shrink at
-  the leave. The service is sampled every 0.5 s: replicas (alive, and alive + starting:
+  third. The students are paced: each asks for ``--demand`` (0.5) of what one replica
+  answers, re-measured every 5 s from the service's status (the replicas' ms/batch,
+  which the busy machine changes several-fold), so one student alone fits in one
+  replica and two do not, whatever the load: the pool (autoscale 1..4) has room to grow
+  at the join and to shrink at the leave. The service is sampled every 0.5 s: replicas (alive, and alive + starting:
   the autoscaler's target), each student's wait fraction and images/s, plotted to a
   PNG. Reaction times: from the join (the second student's first answer) to the
   autoscaler's decision to grow and to the new replica answering; from the leave (the
@@ -76,6 +77,7 @@ def student_main(args) -> None:
     times, keys = [], []
     stop_at = time.time() + args.seconds
     due = time.time()
+    pace, paced_at, paces = 0.0, 0.0, []
     stop_file = Path(args.stop_file) if args.stop_file else None
 
     def stopped() -> bool:
@@ -90,15 +92,22 @@ def student_main(args) -> None:
             opt.step()
             times.append(time.time())
             keys.append([batch.epoch, batch.step])
-            if args.pace > 0:  # a slower student: no faster than --pace steps/s, no bursts
-                due = max(due + 1 / args.pace, time.time())
-                time.sleep(max(0.0, due - time.time()))
+            if args.demand > 0:  # a slower student: --demand of one replica's speed
+                if time.time() - paced_at > 5:
+                    ms = [r["service_ms"] for r in src.pool.health()
+                          if r["state"] == "alive" and r["service_ms"]]
+                    if ms:
+                        pace, paced_at = args.demand * 1e3 / statistics.median(ms), time.time()
+                        paces.append([paced_at, pace])
+                if pace > 0:  # no faster than that, and no bursts to catch up
+                    due = max(due + 1 / pace, time.time())
+                    time.sleep(max(0.0, due - time.time()))
             if stopped():
                 break
         epoch += 1
     ledger = src.accounting()
     expected = [(0, 0)] + [tuple(k) for k in keys]  # setup's probe, then the steps
-    out = {"times": times, "keys": keys, "batch": DATA["batch_size"],
+    out = {"times": times, "keys": keys, "batch": DATA["batch_size"], "paces": paces,
            "lost": sum(k not in set(ledger.served) for k in expected),
            "in_order": ledger.served == expected,
            "duplicated": sum(n - 1 for n in ledger.accepted.values() if n > 1),
@@ -109,10 +118,10 @@ def student_main(args) -> None:
 
 def spawn(address: str, out: Path, seed: int, seconds: float, service: str | None = None,
           replicas: int = 1, stop_file: Path | None = None,
-          pace: float = 0.0) -> subprocess.Popen:
+          demand: float = 0.0) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "benchmarks.teacher_service", "student", "--address", address,
            "--out", str(out), "--seed", str(seed), "--seconds", str(seconds),
-           "--replicas", str(replicas), "--pace", str(pace),
+           "--replicas", str(replicas), "--demand", str(demand),
            *(["--service", service] if service else []),
            *(["--stop-file", str(stop_file)] if stop_file else [])]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -194,14 +203,15 @@ AUTOSCALE = {"min_replicas": 1, "max_replicas": 4, "grow_wait_fraction": 0.1,
              "interval_s": 2.0, "cooldown_s": 3.0}
 
 
-def part_autoscale(address: str, tmp: Path, seconds: float, pace: float) -> list[str]:
+def part_autoscale(address: str, tmp: Path, seconds: float, demand: float) -> list[str]:
     """Times are from the first student's first answer; join and leave are when the
     service saw the second student's first answer and forgot it (it detached)."""
     from edgedistill.elastic.service import stop_service
 
     serve("auto", 1, AUTOSCALE)
     stops = [tmp / "stop-a0", tmp / "stop-a1"]
-    procs = [spawn(address, tmp / "a0.json", 0, 3600, "auto", stop_file=stops[0], pace=pace)]
+    procs = [spawn(address, tmp / "a0.json", 0, 3600, "auto", stop_file=stops[0],
+                   demand=demand)]
     samples, joined, left = [], None, None
     phase = seconds / 3
     try:
@@ -212,7 +222,7 @@ def part_autoscale(address: str, tmp: Path, seconds: float, pace: float) -> list
                 raise RuntimeError("the second student did not join and leave in time")
             if len(procs) == 1 and now > phase - 10:  # its start-up takes about 10 s
                 procs.append(spawn(address, tmp / "a1.json", 1, 3600, "auto",
-                                   stop_file=stops[1], pace=pace))
+                                   stop_file=stops[1], demand=demand))
             info = status("auto")
             answering = [s for s in info["students"] if s["answered"] > 0]
             if joined is None and len(answering) == 2:
@@ -244,8 +254,11 @@ def part_autoscale(address: str, tmp: Path, seconds: float, pace: float) -> list
     first = results[0]
     phases = {"alone before": (0, joined), "with the second": (joined, left),
               "alone after": (left, samples[-1]["t"])}
-    lines = [f"second student joined at {joined:.1f} s, left at {left:.1f} s (paced at "
-             f"{pace:g} steps/s each, {pace * DATA['batch_size']:.0f} images/s)",
+    paces = [p for r in results for _, p in r["paces"]]
+    lines = [f"second student joined at {joined:.1f} s, left at {left:.1f} s; each student "
+             f"paced at {demand:g} of one replica's speed: {min(paces):.2f} to "
+             f"{max(paces):.2f} steps/s ({min(paces) * DATA['batch_size']:.0f} to "
+             f"{max(paces) * DATA['batch_size']:.0f} images/s) as the load changed",
              f"reaction to the join: grow decided {_s(decided)} after it, the new replica "
              f"answering {_s(grown)} after it; reaction to the leave: shrink decided "
              f"{_s(shrunk)} after it",
@@ -377,13 +390,14 @@ def main() -> None:
     st.add_argument("--replicas", type=int, default=1)
     st.add_argument("--service", default=None)
     st.add_argument("--stop-file", default=None)
-    st.add_argument("--pace", type=float, default=0.0, help="steps/s at most (0: no limit)")
+    st.add_argument("--demand", type=float, default=0.0,
+                    help="ask for this fraction of one replica's speed (0: no limit)")
     parser.add_argument("--part", nargs="*", default=["share", "autoscale", "kills"])
     parser.add_argument("--seconds", type=float, default=40, help="per share run")
     parser.add_argument("--autoscale-seconds", type=float, default=180,
                         help="alone, with the second student, alone again: a third each")
-    parser.add_argument("--pace", type=float, default=3.0,
-                        help="autoscale: each student's steps/s (a replica answers ~5/s)")
+    parser.add_argument("--demand", type=float, default=0.5,
+                        help="autoscale: each student's demand, in replicas")
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--kill-every", type=float, default=4.0)
     parser.add_argument("--cpus", type=int, default=3, help="Ray's logical CPUs")
@@ -404,7 +418,7 @@ def main() -> None:
             print("\n".join(part_share(address, folder, args.seconds)), flush=True)
         if "autoscale" in args.part:
             print("\n".join(part_autoscale(address, folder, args.autoscale_seconds,
-                                           args.pace)), flush=True)
+                                           args.demand)), flush=True)
             print(f"plot: {PNG.relative_to(ROOT)}")
         if "kills" in args.part:
             print("| student | steps | lost | duplicated | re-sent | stall/kill mean s | max s |")
