@@ -300,6 +300,7 @@ def source_data_config(source: str | Path, dataset: str | None = None) -> DataCo
     batch sizes) when ``source`` is part of a run and ``dataset`` names no other set; else
     ``dataset`` (for ``zoo:NAME`` by default the manifest's) with default settings."""
     from edgedistill import pretrained
+    from edgedistill.config import validate
 
     run_data = run_data_config(source)
     if run_data is not None and dataset in (None, run_data.dataset):
@@ -309,7 +310,7 @@ def source_data_config(source: str | Path, dataset: str | None = None) -> DataCo
     if dataset is None:
         raise UsageError(f"cannot tell which dataset {str(source)!r} was trained on; pass "
                          "--dataset")
-    return DataConfig(dataset=dataset)
+    return validate({"dataset": dataset}, DataConfig, "dataset")
 
 
 def train(cfg: TrainExperiment, out: str | Path, resume: bool = False,

@@ -207,11 +207,11 @@ def train(model: Any, train: Any, /, test: Any = None, *, epochs: int, batch_siz
 
 def _eval_data(model: nn.Module, data: Any):
     from edgedistill import api
-    from edgedistill.config import DataConfig
+    from edgedistill.config import DataConfig, validate
     from edgedistill.data.torch_dataset import from_dataset
 
     if isinstance(data, str):
-        cfg = DataConfig(dataset=data)
+        cfg = validate({"dataset": data}, DataConfig, "data")
         return api.build_splits(cfg, 0)[2]
     stats = getattr(model, "input_stats", None)
     return from_dataset(data, "test", stats=stats, limit=MAX_DATASET_BYTES)

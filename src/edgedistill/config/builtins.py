@@ -85,20 +85,27 @@ def models() -> dict[str, Entry]:
     return found
 
 
+def check_dataset_name(name: str) -> str:
+    """``name`` if it is a dataset (built in, a plugin's, or ``python``: data given as a
+    torch Dataset), else a ``ValueError`` listing the datasets."""
+    known = {*_entries("memory"), *_entries("streaming"), PYTHON_DATA}
+    if name not in known:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: "
+                         f"{', '.join(sorted(known - {PYTHON_DATA}))} (or add yours under "
+                         "plugins:)")
+    return name
+
+
 def check_dataset(name: str, options: dict[str, Any], streaming: bool | None) -> dict[str, Any]:
-    """``options`` checked against dataset ``name``'s loader (the streaming one when
-    ``streaming`` is true or the set is only streamed), converted; a ``ValueError`` names the
-    key and the allowed ones. ``python`` (data given as a torch Dataset) takes none."""
+    """``options`` of dataset ``name`` (known: ``check_dataset_name``) checked against its
+    loader (the streaming one when ``streaming`` is true or the set is only streamed),
+    converted; a ``ValueError`` names the key and the allowed ones."""
     if name == PYTHON_DATA:
         if options:
             raise ValueError(f"data.options {sorted(options)}: data given from Python as a "
                              "Dataset takes no options")
         return options
     memory, stream = _entries("memory"), _entries("streaming")
-    if name not in memory and name not in stream:
-        raise ValueError(f"unknown dataset {name!r}; choose one of: "
-                         f"{', '.join(sorted({*memory, *stream}))} (or add yours under "
-                         "plugins:)")
     # streaming: true on a set held in memory only (and the reverse) is refused when the
     # data loads (data/stream_sources.py); its options are checked here all the same
     pick = stream if name not in memory or (streaming and name in stream) else memory

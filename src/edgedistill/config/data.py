@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import (
     Field,
+    field_validator,
     model_validator,
 )
 
@@ -54,9 +55,16 @@ class DataConfig(Strict):
                                     "(checked when it loads); lets `edgedistill check` build "
                                     "the models before the data is fetched")
 
+    @field_validator("dataset")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from edgedistill.config.builtins import check_dataset_name  # imports no torch
+
+        return check_dataset_name(name)
+
     @model_validator(mode="after")
     def _check_streaming(self):
-        from edgedistill.config.builtins import check_dataset  # reads files, imports no torch
+        from edgedistill.config.builtins import check_dataset
 
         self.options = check_dataset(self.dataset, self.options, self.streaming)
         if self.transform != "imagenet" or self.transform_options:  # the default needs no

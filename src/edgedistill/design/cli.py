@@ -137,7 +137,7 @@ def _train_base(config: Optional[Path], set_: list[str], teacher: str,
     trial = json.loads(json.dumps(base))
     given = trial.get("teacher")
     trial["teacher"] = {**(given if isinstance(given, dict) else {}), "source": teacher}
-    trial["student"] = {"name": "the designed student"}
+    trial["student"] = {"derive": "shallower"}  # stands for the designed one, not known yet
     validate(apply_overrides(trial, list(set_)), DistillExperiment,
              str(config) if config else "design --train config")
     return base
