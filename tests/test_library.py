@@ -11,6 +11,7 @@ import textwrap
 import pytest
 import torch
 import torchvision
+import yaml
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -210,3 +211,58 @@ def test_pil_images_and_plain_lists_are_read_like_tensors():
     data = from_dataset(items, "train", limit=1 << 20)
     assert torch.equal(data.images, pixels.permute(0, 3, 1, 2))
     assert data.labels.tolist() == [0, 1, 0, 1] and data.num_classes == 2
+
+
+def test_a_dataset_name_distils_evaluates_and_exports_through_the_api(tmp_path):
+    """``train="synthetic"``: the run loads that dataset itself (its default 512/128
+    split), ``evaluate(run, name)`` scores its test split as the run did, and
+    ``export(run_dir)`` exports the run like ``edgedistill export``."""
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                            nn.Flatten(), nn.Linear(8, 10))
+    summary = edgedistill.distill(teacher, "resnet8", "synthetic", epochs=1, batch_size=64,
+                                  out=tmp_path / "run", **SETTINGS)
+    run = tmp_path / "run"
+    assert summary["run_dir"] == str(run) and summary["images_seen"] == 512
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["data"]["dataset"] == "synthetic" and saved["student"]["name"] == "resnet8"
+    scores = edgedistill.evaluate(str(run), "synthetic")
+    assert scores["images"] == 128
+    assert scores["acc"] == pytest.approx(summary["final_test_acc"])
+    with pytest.raises(UsageError, match="unknown dataset 'synthtic'"):
+        edgedistill.evaluate(str(run), "synthtic")
+    exported = edgedistill.export(str(run), int8=True)
+    assert exported["onnx"] == str(run / "export" / "model.onnx")
+    assert exported["max_abs_diff_vs_torch"] < 1e-4
+    assert exported["torch_test_acc"] == pytest.approx(summary["final_test_acc"])
+    assert abs(exported["onnx_test_acc"] - exported["torch_test_acc"]) <= 1 / 128
+    assert (run / "export" / "model.int8.onnx").stat().st_size > 0
+    assert json.loads((run / "export" / "export.json").read_text())["onnx"] == exported["onnx"]
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_a_plain_weights_file_as_teacher_says_how_to_load_it(nets, tmp_path, suffix):
+    """A state dict saved by someone else has no model spec: the error gives the way in
+    (``FOREIGN_HINT``), and following it (``{factory: ..., weights: PATH}``) works."""
+    from safetensors.torch import save_file
+
+    from edgedistill.api import FOREIGN_HINT
+    from edgedistill.models.foreign import import_factory
+
+    torch.manual_seed(0)
+    state = import_factory(f"{nets}:make_teacher")().state_dict()
+    path = tmp_path / f"teacher{suffix}"
+    if suffix == ".pt":
+        torch.save(state, path)
+    else:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    with pytest.raises(UsageError) as err:
+        edgedistill.distill(str(path), "resnet8", "synthetic", epochs=1, out=tmp_path / "bad",
+                            **SETTINGS)
+    text = str(err.value)
+    assert str(path) in text and FOREIGN_HINT in text and len(text.splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+    summary = edgedistill.distill({"factory": f"{nets}:make_teacher", "weights": str(path)},
+                                  "resnet8", "synthetic", epochs=1, batch_size=128,
+                                  out=tmp_path / "run", **SETTINGS)
+    assert summary["images_seen"] == 512
