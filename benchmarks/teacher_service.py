@@ -9,15 +9,16 @@ with CE + KD (T=4) from the shipped resnet56 Fashion-MNIST teacher through
   over the time both train.
 * ``autoscale``: one student trains alone for a third of ``--autoscale-seconds``, a
   second joins for the next third, then leaves, and the first trains alone for the last
-  third. The students are paced: each asks for ``--demand`` (0.5) of what one replica
+  third. The students are paced: each asks for ``--demand`` (0.65) of what one replica
   answers, re-measured every 5 s from the service's status (the replicas' ms/batch,
   which the busy machine changes several-fold), so one student alone fits in one
   replica and two do not, whatever the load: the pool (autoscale 1..4) has room to grow
   at the join and to shrink at the leave. The service is sampled every 0.5 s: replicas (alive, and alive + starting:
   the autoscaler's target), each student's wait fraction and images/s, plotted to a
   PNG. Reaction times: from the join (the second student's first answer) to the
-  autoscaler's decision to grow and to the new replica answering; from the leave (the
-  service forgetting it) to the decision to shrink.
+  autoscaler's decision to grow past the size it held most in the 20 s before, and to
+  the new replica answering; from the leave (the service forgetting the student) to
+  the decision to shrink below the size held most in the 20 s before it.
 * ``kills``: two students train while a replica of the service is SIGKILLed every
   ``--kill-every`` s, 20 times; per student the batches lost (a step never served) and
   duplicated (a reply accepted twice), and the stall per kill (the longest gap between
@@ -246,7 +247,7 @@ def part_autoscale(address: str, tmp: Path, seconds: float, demand: float) -> li
     finally:
         stop_service("auto")
     results = [json.loads((tmp / f"a{i}.json").read_text()) for i in range(2)]
-    before, during = _at(samples, joined)["target"], _at(samples, left)["target"]
+    before, during = _settled(samples, joined), _settled(samples, left)
     decided = _first(samples, joined, lambda s: s["target"] > before)
     grown = _first(samples, joined, lambda s: s["replicas"] > before)
     shrunk = _first(samples, left, lambda s: s["target"] < during)
@@ -262,7 +263,8 @@ def part_autoscale(address: str, tmp: Path, seconds: float, demand: float) -> li
              f"reaction to the join: grow decided {_s(decided)} after it, the new replica "
              f"answering {_s(grown)} after it; reaction to the leave: shrink decided "
              f"{_s(shrunk)} after it",
-             f"replicas (alive + starting) at the join {before}, at the leave {during}; "
+             f"replicas (alive + starting) held most in the 20 s before the join {before}, "
+             f"before the leave {during}; "
              f"most in each phase: {[_most(samples, *span) for span in phases.values()]}"]
     for label, (a, b) in phases.items():
         waits = [s["students"][sid][1] for s in samples if a <= s["t"] < b
@@ -279,8 +281,11 @@ def part_autoscale(address: str, tmp: Path, seconds: float, demand: float) -> li
     return lines
 
 
-def _at(samples: list[dict], t: float) -> dict:
-    return [s for s in samples if s["t"] <= t][-1]
+def _settled(samples: list[dict], t: float, span_s: float = 20.0) -> int:
+    """The replica count (alive + starting) held most in the ``span_s`` before ``t``: a
+    brief step just before a join is not the size the pool had settled at."""
+    targets = [s["target"] for s in samples if t - span_s <= s["t"] <= t]
+    return statistics.mode(targets)
 
 
 def _first(samples: list[dict], t: float, cond) -> float | None:
@@ -396,7 +401,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=40, help="per share run")
     parser.add_argument("--autoscale-seconds", type=float, default=180,
                         help="alone, with the second student, alone again: a third each")
-    parser.add_argument("--demand", type=float, default=0.5,
+    parser.add_argument("--demand", type=float, default=0.65,
                         help="autoscale: each student's demand, in replicas")
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--kill-every", type=float, default=4.0)
