@@ -133,9 +133,9 @@ def _settled(tensors: list[torch.Tensor], collective) -> None:
     caller's ``wait`` has returned. A tensor whose Python object the caller has already
     dropped is then freed by that thread, and the free takes the GIL: when it falls into
     interpreter teardown the thread is killed mid-unwind and the rank dies with SIGABRT
-    ("terminate called without an active exception") after its work is done. Seen in 4
-    of 20 two-rank runs while ``torch.distributed.all_gather_object`` made the tensors
-    (core dump: ``~AsyncAllgatherWork`` in ``ProcessGroupGloo::runLoop`` waiting for the
+    ("terminate called without an active exception") after its work is done. Seen in 5
+    of 40 two-rank runs while ``torch.distributed.all_gather_object`` made the tensors, 0
+    of 70 since (core dump: ``~AsyncAllgatherWork`` in ``ProcessGroupGloo::runLoop`` waiting for the
     GIL while the main thread was in ``Py_FinalizeEx``); ``destroy_process_group`` does
     not stop those threads once DDP has used the group. So every collective here runs on
     tensors this module owns, and the caller waits (GIL released) until gloo's
