@@ -176,3 +176,8 @@ def test_a_real_run_trains_on_the_plugin_dataset_and_model_and_logs_through_the_
     assert saved["data"]["dataset"] == names["stripes"]
     assert saved["model"] == {**saved["model"], "name": names["tinynet"],
                               "kwargs": {"hidden": 6}}
+    exported = run_cli("export", str(out))  # reads the run: its plugins are imported
+    assert exported.returncode == 0, exported.stderr
+    report = json.loads((out / "export" / "export.json").read_text())
+    assert report["torch_test_acc"] == summary["final_test_acc"]
+    assert report["max_abs_diff_vs_torch"] < 1e-4

@@ -182,6 +182,8 @@ def load_model(source: Any, num_classes: int | None = None,
         if path.is_dir():
             if not (path / "model.safetensors").exists():
                 raise UsageError(f"{path} is not a finished run directory (no model.safetensors)")
+            if (path / "config.yaml").is_file():
+                run_config(path)  # its plugins: a plugin model family is rebuilt by name
             model = model_from_weights(path / "model.safetensors")
         elif path.suffix == ".safetensors":
             model = _with_hint(model_from_weights, path)
@@ -273,13 +275,18 @@ def run_config(run_dir: str | Path, schema: type | None = None) -> Any:
 
     Every command that reads a run (eval, export, split, design, reports) goes through
     this, so all of them see the data, model and training settings the run really used;
-    a missing or damaged file is a ``UsageError`` naming it."""
+    a missing or damaged file is a ``UsageError`` naming it. The run's ``plugins`` are
+    imported, so a plugin's dataset or model family is known to whoever reads the run."""
     from edgedistill.config import read_yaml_mapping, validate
+    from edgedistill.plugins import load_plugins
 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise UsageError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
     raw = read_yaml_mapping(path, "run config")
+    plugins = raw.get("plugins")
+    if isinstance(plugins, list) and all(isinstance(p, str) for p in plugins):
+        load_plugins(plugins)
     return raw if schema is None else validate(raw, schema, str(path))
 
 
