@@ -28,10 +28,11 @@ def train(config: Path, set_: list[str] = typer.Option([], "--set", help=SET_HEL
     """Train one bottleneck head per size with HND; print the bottleneck table."""
     from edgedistill.config import load_config
     from edgedistill.config.split import SplitExperiment
-    from edgedistill.split.train import run_split_train
 
     overrides = [*set_, *([f"train.device={device}"] if device else [])]
-    cfg = load_config(config, SplitExperiment, overrides)
+    cfg = load_config(config, SplitExperiment, overrides)  # before torch: mistakes exit fast
+    from edgedistill.split.train import run_split_train
+
     target = out or Path("runs") / cfg.name
     summary = run_split_train(cfg, target, resume=resume)
     print(Path(summary["table"]).read_text())
