@@ -18,8 +18,11 @@ def study(config: Path = typer.Argument(..., help="Study YAML (configs/studies/.
           workers: Optional[int] = typer.Option(None, help="Cells run at once (default: config)."),
           device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N")):
     """Students x transfer techniques x seeds: accuracy, convergence speed, gain over scratch."""
-    from edgedistill.study.run import run_study
+    from edgedistill.config.study import load_study
 
     overrides = [*set_, *([f"train.device={device}"] if device else [])]
+    load_study(config, overrides)  # checked before torch is imported: mistakes exit fast
+    from edgedistill.study.run import run_study
+
     report = run_study(config, out, resume=resume, overrides=overrides, workers=workers)
     print(f"report: {report}")
