@@ -146,10 +146,31 @@ def test_the_cli_exits_2_fast_without_torch_or_the_data(tmp_path, over, needle):
     raw["data"] = {**raw.get("data", {"dataset": "fashion_mnist"}), "root": str(root)}
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(yaml.safe_dump(raw))
+    refused_fast(["train", str(cfg), "--out", str(tmp_path / "run")], needle)
+    assert not root.exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command,raw", [
+    (["study"], {"teacher": {"source": "zoo:resnet20-fashion_mnist"},
+                 "students": [{"name": "resnet8", "kwargs": {"depthh": 3}}]}),
+    (["split", "train"], {"teacher": {"source": "zoo:resnet20-fashion_mnist"},
+                          "data": {"dataset": "fashion_mnist", "options": {"limit": 3}}}),
+])
+def test_study_and_split_refuse_a_typo_before_torch(tmp_path, command, raw):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    refused_fast([*command, str(cfg), "--out", str(tmp_path / "run")],
+                 "unknown data.options key 'limit'" if "split" in command
+                 else "unknown kwargs key 'depthh' for model 'resnet8'")
+    assert not (tmp_path / "run").exists()
+
+
+def refused_fast(args: list[str], needle: str) -> None:
+    """The command exits 2 with one line holding ``needle``, no traceback, torch never
+    imported, under 2 s of CPU."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     tic = time.perf_counter()
-    result = subprocess.run([*CLI[:1], "-X", "importtime", *CLI[1:], "train", str(cfg),
-                             "--out", str(tmp_path / "run")],
+    result = subprocess.run([*CLI[:1], "-X", "importtime", *CLI[1:], *args],
                             capture_output=True, text=True, timeout=120)
     wall = time.perf_counter() - tic
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -160,5 +181,4 @@ def test_the_cli_exits_2_fast_without_torch_or_the_data(tmp_path, over, needle):
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
                 if line.startswith("import time")}
     assert "edgedistill.config.builtins" in imported and "torch" not in imported
-    assert not root.exists() and not (tmp_path / "run").exists()
     assert cpu < 2.0, f"{cpu:.2f} s CPU ({wall:.2f} s wall)"
