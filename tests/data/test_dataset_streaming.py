@@ -133,3 +133,25 @@ def test_a_dataset_over_the_budget_with_streaming_off_is_refused(tmp_path):
         edgedistill.train(net(8), Tinted(96), epochs=1, out=tmp_path / "run",
                           **settings(streaming=False, memory_budget_gb=1e-5))
 
+
+
+def test_the_teacher_cache_of_a_streamed_dataset_sees_a_changed_item(tmp_path):
+    from edgedistill import api
+    from edgedistill.distill.cache import CacheSource
+
+    cfg = DataConfig(dataset="python", streaming=True, workers=0, transform="fit",
+                     batch_size=16)
+    data, teacher, lines = Tinted(40), net(8).eval(), []
+
+    def attach():
+        pipe = api.streaming_pipeline(cfg, stream_dataset(data, "train", cfg), True, 0, "cpu",
+                                      num_draws=1)
+        CacheSource(teacher, tmp_path, torch.device("cpu"), num_draws=1, precision="fp32",
+                    log=lines.append, batch_size=16).attach([], pipe)
+        return lines[-1]
+
+    assert "built" in attach()
+    assert attach().startswith("teacher cache: reusing")
+    data.images[20, 0, 0, 0] ^= 1  # one pixel of the middle item, same length and labels
+    assert "built" in attach()
+    assert attach().startswith("teacher cache: reusing")

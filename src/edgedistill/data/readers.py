@@ -21,6 +21,7 @@ import re
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from edgedistill.data.transforms import as_bytes_tensor
@@ -155,5 +156,40 @@ class DatasetReader:
         return f"{self.name}[{i}]"
 
     def key(self) -> str:
+        """Class, length and a digest of a few items (the first, middle and last
+        ``FINGERPRINT_ITEMS``, image bytes and label): a Dataset changed at one of them
+        but not in length gets a new key. Cheap, so not exhaustive: an edit elsewhere in
+        a set of the same length keeps the key."""
+        n = len(self.dataset)
+        h = hashlib.sha256()
+        for i in fingerprint_positions(n):
+            item = self.dataset[i]
+            h.update(f"{i}:{item[1]!r}:".encode())
+            h.update(_item_bytes(item[0]))
         return f"{type(self.dataset).__module__}.{type(self.dataset).__qualname__}:" \
-               f"{self.name}:{len(self.dataset)}"
+               f"{self.name}:{n}:{h.hexdigest()}"
+
+
+FINGERPRINT_ITEMS = 8  # per end and the middle: 24 items read for a DatasetReader's key
+
+
+def fingerprint_positions(n: int) -> list[int]:
+    """The first, middle and last ``FINGERPRINT_ITEMS`` positions of ``n`` (each once)."""
+    k, mid = FINGERPRINT_ITEMS, max(0, n // 2 - FINGERPRINT_ITEMS // 2)
+    return sorted({*range(min(k, n)), *range(mid, min(mid + k, n)), *range(max(0, n - k), n)})
+
+
+def _item_bytes(value) -> bytes:
+    """An image as its dataset gives it (tensor, array, PIL image, encoded bytes), as
+    bytes with its type and shape."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if hasattr(value, "getbands"):  # PIL
+        return f"{value.mode}{value.size}".encode() + value.tobytes()
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        if value.dtype == torch.bfloat16:
+            value = value.float()
+        value = value.contiguous().numpy()
+    array = np.ascontiguousarray(np.asarray(value))
+    return f"{array.dtype}{array.shape}".encode() + array.tobytes()
