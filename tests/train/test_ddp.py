@@ -8,7 +8,10 @@
   has no CPU kernel), see benchmarks/gpu_check.sh.
 * ``--nproc 2`` records the world in summary.json and writes each file once; a rank
   killed with SIGKILL stops the job within 30 s naming the rank, and ``--resume``
-  continues to the very weights of a run never interrupted.
+  continues to the very weights of a run never interrupted; so for rank 0 (the one
+  writer) of a distill with a cache teacher.
+* With ``teacher.pool.service`` each rank is a student of the user's running service
+  (a real Ray, the fixture of tests/elastic/test_service.py), which outlives the job.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from safetensors.torch import load_file
 from edgedistill.data import BatchPipeline, load_dataset
 from edgedistill.errors import UsageError
 from tests.conftest import CLI, run_cli, set_dotted, tiny_train_config
+from tests.elastic.test_service import cluster  # noqa: F401 (a private Ray, a fixture)
 
 HERE = Path(__file__).parent
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
@@ -449,3 +453,115 @@ def test_a_resume_with_another_number_of_ranks_at_an_epoch_boundary_is_exact(tmp
         assert x["epoch"] == y["epoch"] and x["images_seen"] == y["images_seen"]
         assert x["test_loss"] == pytest.approx(y["test_loss"], abs=1e-5)
         assert x["test_acc"] == pytest.approx(y["test_acc"], abs=1 / 256)
+
+
+# ---- a user's running teacher service, and rank 0 killed, under 2 ranks ----
+
+@pytest.mark.slow
+def test_every_rank_attaches_to_a_running_teacher_service(online_two_ranks, teacher, cluster,  # noqa: F811
+                                                          tmp_path):
+    """``teacher.pool.service: NAME`` under ``--nproc 2``: no pool of the job's own; each
+    rank is a student of the user's service (seen in its status while the job runs),
+    trains as with the online teacher, and the service outlives the job."""
+    import yaml
+
+    from edgedistill.elastic.service import running_services, stop_service
+    from tests.elastic.test_service import status
+
+    cfg = kd_config(teacher, "pool", tmp_path)
+    served_cfg = tmp_path / "serve.yaml"
+    served_cfg.write_text(yaml.safe_dump(cfg))
+    served = run_cli("teachers", "serve", str(served_cfg), "--name", "users", "--address",
+                     cluster, timeout=300)
+    assert served.returncode == 0, served.stderr[-3000:]
+    try:
+        pool = cfg["teacher"]["pool"]
+        pool.update({"service": "users", "address": cluster,
+                     "replicas": [{"backend": "torch", "num_cpus": 0.5}] * 2})  # ignored
+        path = tmp_path / "student.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        run = tmp_path / "run"
+        proc = subprocess.Popen([*CLI, "distill", str(path), "--nproc", "2", "--out", str(run)],
+                                env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        students: set[str] = set()
+        services: set[str] = set()
+        ranks: dict[int, int] = {}
+        deadline = time.time() + 500
+        while proc.poll() is None and time.time() < deadline:
+            for r in (0, 1):
+                pid = children_with_rank(proc.pid, r)
+                if pid is not None:
+                    ranks.setdefault(r, pid)
+            students |= {s["id"] for s in status("users")["students"]}
+            services |= set(running_services())
+            time.sleep(0.3)
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 0, stderr[-3000:]
+        # each rank attached as a student of its own (ids are host-pid-random)
+        assert sorted(ranks) == [0, 1]
+        assert {int(s.split("-")[-2]) for s in students} == set(ranks.values()), \
+            (students, ranks)
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["world_size"] == 2 and summary["teacher_mode"] == "pool"
+        record = records(run)[0]
+        for key in ("train_loss", "loss/kd", "test_loss"):
+            assert record[key] == pytest.approx(online_two_ranks[key], abs=1e-5)
+        assert record["replicas"] == 1  # the service's one replica, not the job's two
+        after = status("users")
+        assert after["students"] == []  # both ranks detached when the job ended
+        assert sum(r["served"] for r in after["replicas"]) >= 2 * 16  # 16 steps, 2 slices
+        assert "users" in running_services()  # the job did not stop the user's service
+        assert services == {"users"}  # nor started a pool of its own next to it
+    finally:
+        stop_service("users")
+
+
+@pytest.mark.slow
+def test_a_killed_rank_0_stops_a_cached_distill_and_resume_continues_exactly(teacher,
+                                                                             tmp_path):
+    """Rank 0 (the one writer, which built the teacher cache) is SIGKILLed mid-epoch: rank 1
+    is stopped within seconds, the job says so in one line, and ``--resume`` reaches the
+    weights of an uninterrupted run."""
+    import yaml
+
+    def config(name: str) -> Path:
+        cfg = kd_config(teacher, "cache", tmp_path / name)
+        cfg["train"].update({"epochs": 2, "checkpoint_every_steps": 3})
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+
+    full = tmp_path / "full"
+    res = run_cli("distill", str(config("full")), "--nproc", "2", "--out", str(full))
+    assert res.returncode == 0, res.stderr[-3000:]
+
+    path, run = config("killed"), tmp_path / "killed"
+    proc = subprocess.Popen([*CLI, "distill", str(path), "--nproc", "2", "--out", str(run)],
+                            env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    ckpt = run / "checkpoints" / "last.pt"
+    deadline = time.time() + 400
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    victim = children_with_rank(proc.pid, 0)
+    assert ckpt.exists() and victim is not None, "no checkpoint before the job ended"
+    os.kill(victim, signal.SIGKILL)
+    killed_at = time.time()
+    _, stderr = proc.communicate(timeout=60)
+    assert time.time() - killed_at < 30
+    assert proc.returncode != 0
+    lines = [x for x in stderr.splitlines() if x.strip()]
+    named = [x for x in lines if "rank 0 of 2" in x]
+    assert len(named) == 1, stderr
+    assert f"pid {victim}" in named[0] and "SIGKILL" in named[0] and "--resume" in named[0], \
+        stderr
+    assert "Traceback" not in stderr and "rank 1 of 2" not in stderr, stderr
+    assert not (run / "summary.json").exists(), "the job finished before the kill"
+
+    resumed = run_cli("distill", str(path), "--nproc", "2", "--out", str(run), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert records(run) == records(full)
+    a = load_file(str(full / "model.safetensors"))
+    b = load_file(str(run / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
