@@ -14,8 +14,9 @@ handing them the user's modules and data. Rules:
   the training set's per-channel mean and std; with ``data.streaming: true``, or by
   itself (saying so) when it would exceed ``data.memory_budget_gb`` (4 GiB by default),
   it streams instead: ``DataLoader`` workers read and transform each batch
-  (``data.transform``, to squares of the first image's shorter side), normalized with
-  ``data.mean``/``data.std`` or ImageNet's. ``test=None`` holds
+  (``data.transform``, to squares of ``data.options.image_size`` or of the first image's
+  shorter side), normalized with ``data.mean``/``data.std`` or ImageNet's; the run's
+  ``config.yaml`` records how it was read, for ``evaluate``/``export``. ``test=None`` holds
   out a fixed, class-stratified tenth of ``train``;
 * ``out``: the run directory (the CLI's layout); ``None`` makes a new temporary one,
   kept, whose path the returned summary gives as ``run_dir``.
@@ -23,6 +24,7 @@ handing them the user's modules and data. Rules:
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,6 @@ from torch import nn
 
 from edgedistill.errors import UsageError
 
-MAX_DATASET_BYTES = 4 * 1024**3  # evaluate/export; distill/train: data.memory_budget_gb
 HELD_OUT = 10  # test=None: 1/HELD_OUT of train becomes the test set
 
 
@@ -120,7 +121,8 @@ def _splits(cfg, train: Any, test: Any, log=print):
 
     if isinstance(train, str):
         return None
-    if wants_streaming(cfg.data, (train, test), log):
+    streamed = wants_streaming(cfg.data, (train, test), log)
+    if streamed:
         train_data = stream_dataset(train, "train", cfg.data)
         test_data = None if test is None else stream_dataset(test, "test", cfg.data,
                                                              like=train_data)
@@ -131,6 +133,7 @@ def _splits(cfg, train: Any, test: Any, log=print):
             train_data = replace(train_data, mean=tuple(cfg.data.mean), std=tuple(cfg.data.std))
         test_data = None if test is None else from_dataset(test, "test", like=train_data,
                                                            limit=limit)
+    _record(cfg.data, train_data, streamed)
     if test_data is None:
         train_data, test_data = train_data.split_off(max(1, len(train_data) // HELD_OUT), 0)
         test_data.split = "test"
@@ -144,14 +147,27 @@ def _splits(cfg, train: Any, test: Any, log=print):
     return train_data, val_data, test_data
 
 
+def _record(data_cfg, train_data, streamed: bool) -> None:
+    """Write into the run's config (its ``config.yaml``) how the Dataset was read: its
+    normalization and, when it streamed, that it did and at which size, so ``evaluate``
+    and ``export`` of the run read a Dataset as the model was trained on it."""
+    data_cfg.mean, data_cfg.std = list(train_data.mean), list(train_data.std)
+    if streamed:
+        data_cfg.streaming = True
+        data_cfg.options = {**data_cfg.options, "image_size": train_data.image_size}
+
+
 def _run_dir(out: str | Path | None) -> Path:
     return Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="edgedistill-run-"))
 
 
-def _remember_stats(model: nn.Module, splits) -> None:
-    """What ``evaluate``/``export`` normalize a user's own data with for this model."""
+def _remember_stats(model: nn.Module, cfg, splits) -> None:
+    """How ``evaluate``/``export`` read a user's own data for this model: normalized as
+    it was trained (``input_stats``), streamed at its size when it streamed
+    (``input_data``, the run's data settings)."""
     if splits is not None:
         model.input_stats = {"mean": splits[0].mean, "std": splits[0].std}
+        model.input_data = cfg.data
 
 
 def distill(teacher: Any, student: Any, train: Any, /, test: Any = None, *,
@@ -182,7 +198,7 @@ def distill(teacher: Any, student: Any, train: Any, /, test: Any = None, *,
                           teacher=teacher if isinstance(teacher, nn.Module) else None,
                           student=module, splits=splits)
     if module is not None:
-        _remember_stats(module, splits)
+        _remember_stats(module, cfg, splits)
     return {**summary, "run_dir": str(run_dir)}
 
 
@@ -201,44 +217,96 @@ def train(model: Any, train: Any, /, test: Any = None, *, epochs: int, batch_siz
     run_dir = _run_dir(out)
     summary = api.train(cfg, run_dir, resume=resume, model=module, splits=splits)
     if module is not None:
-        _remember_stats(module, splits)
+        _remember_stats(module, cfg, splits)
     return {**summary, "run_dir": str(run_dir)}
 
 
-def _eval_data(model: nn.Module, data: Any):
+# the data settings of training that decide how evaluate/export read a Dataset
+READ_KEYS = ("streaming", "memory_budget_gb", "workers", "prefetch", "transform",
+             "transform_options", "on_corrupt", "mean", "std", "options")
+
+
+def _trained_data(source: Any, module: nn.Module) -> dict:
+    """How the model's training read its Dataset (``READ_KEYS``): from ``distill``/
+    ``train`` in this process, or the ``config.yaml`` of the run ``source`` is part of."""
     from edgedistill import api
-    from edgedistill.config import DataConfig, validate
-    from edgedistill.data.torch_dataset import from_dataset
+    from edgedistill.config.builtins import PYTHON_DATA
+
+    recorded = getattr(module, "input_data", None)
+    if recorded is None and isinstance(source, (str, Path)):
+        recorded = api.run_data_config(source)
+    if recorded is None or recorded.dataset != PYTHON_DATA:
+        return {}
+    return {k: v for k, v in recorded.model_dump().items() if k in READ_KEYS}
+
+
+@functools.cache
+def _read_schema():
+    from edgedistill.config import DataConfig
+    from edgedistill.config.base import Strict
+
+    class ReadSettings(Strict):
+        data: DataConfig
+
+    return ReadSettings
+
+
+def _read_config(source: Any, module: nn.Module, data: Any, batch_size: int,
+                 settings: dict[str, Any], where: str):
+    """The ``DataConfig`` ``data`` is read with: the model's training settings (a
+    Dataset), then ``settings`` (``data={...}`` or ``"data.KEY"``), validated like YAML."""
+    if isinstance(data, str):
+        base = {"dataset": data}
+    else:
+        base = {**_trained_data(source, module), "dataset": "python"}
+    raw = _fill({"data": {**base, "eval_batch_size": batch_size}}, settings, where)
+    return _config(_read_schema(), raw, {}, where).data
+
+
+def _eval_data(cfg, data: Any, log=print):
+    """``data`` as ``cfg`` reads it: a dataset name's test split, or a ``Dataset``
+    streamed (``data.streaming``, a trained ``data.options.image_size``, or over
+    ``data.memory_budget_gb``, saying so) or in memory."""
+    from edgedistill import api
+    from edgedistill.data.torch_dataset import from_dataset, stream_dataset, wants_streaming
 
     if isinstance(data, str):
-        cfg = validate({"dataset": data}, DataConfig, "data")
-        return api.build_splits(cfg, 0)[2]
-    stats = getattr(model, "input_stats", None)
-    return from_dataset(data, "test", stats=stats, limit=MAX_DATASET_BYTES)
+        return api.build_splits(cfg, 0, log)[2]
+    if wants_streaming(cfg, (data,), log):
+        return stream_dataset(data, "test", cfg)
+    stats = None if cfg.mean is None else {"mean": cfg.mean, "std": cfg.std}
+    return from_dataset(data, "test", stats=stats, limit=int(cfg.memory_budget_gb * 2**30))
 
 
-def evaluate(model: Any, data: Any, *, batch_size: int = 512) -> dict[str, Any]:
+def evaluate(model: Any, data: Any, /, *, batch_size: int = 512,
+             **settings: Any) -> dict[str, Any]:
     """Accuracy and mean cross-entropy of ``model`` (a module or a source) on ``data`` (a
-    dataset name: its test split; or a ``Dataset``, normalized with the statistics the
-    model was trained with when it came from ``distill``/``train``, else its own)."""
+    dataset name: its test split; or a ``Dataset``). A Dataset is read as the model's
+    training read it when that came from ``distill``/``train`` (the module, or its run
+    directory): normalized with its statistics, streamed at its size when it streamed;
+    otherwise normalized with its own statistics. ``settings`` are data settings
+    (``data={"streaming": True}``, ``**{"data.workers": 4}``): like ``distill``, a Dataset
+    streams when asked or over ``data.memory_budget_gb``, saying so."""
     from edgedistill import api
-    from edgedistill.data import BatchPipeline
     from edgedistill.train.trainer import evaluate as run_eval
 
     module = api.load_model(model)
-    test = _eval_data(module, data)
+    cfg = _read_config(model, module, data, batch_size, settings, "edgedistill.evaluate()")
+    test = _eval_data(cfg, data)
     device = next(module.parameters()).device
-    pipe = BatchPipeline(test, batch_size, train=False, device=device)
+    pipe = api.eval_pipeline(cfg, test, 0, device)
     result = run_eval(module, pipe, device, amp=False)
     return {"acc": result["acc"], "loss": result["loss"], "images": len(test)}
 
 
 def export(model_or_run: Any, *, int8: bool = False, data: Any = None,
-           out: str | Path | None = None) -> dict[str, Any]:
+           out: str | Path | None = None, **settings: Any) -> dict[str, Any]:
     """ONNX (and with ``int8`` a statically quantized ONNX) of a run or a model. A run
     directory of a named dataset exports as ``edgedistill export`` does, into
     ``RUN/export``. A module (or a run trained on a Python ``Dataset``) needs ``data``:
-    its first image fixes the input shape, and int8 calibrates on up to 256 of them."""
+    its first image fixes the input shape, and int8 calibrates on up to 256 of them,
+    read as ``evaluate`` reads them (``settings``: dotted data keys, e.g.
+    ``**{"data.streaming": True}``)."""
     from edgedistill import api
     from edgedistill.export.onnx import export_onnx, quantize_int8
 
@@ -250,17 +318,17 @@ def export(model_or_run: Any, *, int8: bool = False, data: Any = None,
         raise UsageError("export(module) needs data=: a Dataset or dataset name whose images "
                          "fix the input shape (and calibrate int8)")
     module = api.load_model(model_or_run).cpu()
-    images = _eval_data(module, data)
+    cfg = _read_config(model_or_run, module, data, 256, settings, "edgedistill.export()")
+    images = _eval_data(cfg, data)
     run = api.run_dir_of(model_or_run) if not isinstance(model_or_run, nn.Module) else None
     folder = Path(out) if out is not None else (run / "export" if run else
                                                  Path(tempfile.mkdtemp(prefix="edgedistill-")))
     shape = (1, *images.image_shape)
     result: dict[str, Any] = {"onnx": str(export_onnx(module, shape, folder / "model.onnx"))}
     if int8:
-        from edgedistill.data import BatchPipeline
-
-        pipe = BatchPipeline(images, min(256, len(images)), train=False)
-        calib = next(iter(pipe.epoch(0))).images.numpy()
+        calib_cfg = cfg.model_copy(update={"eval_batch_size": min(256, len(images))})
+        pipe = api.eval_pipeline(calib_cfg, images, 0, torch.device("cpu"))
+        calib = next(iter(pipe.epoch(0))).images.cpu().numpy()
         result["int8_onnx"] = str(quantize_int8(folder / "model.onnx", folder / "model.int8.onnx",
                                                 calib))
     return result

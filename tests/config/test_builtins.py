@@ -126,8 +126,14 @@ def test_foreign_and_python_entries_are_left_to_their_builders():
     assert ModelConfig(name="torchvision:resnet18", kwargs={"anything": 1}).kwargs == {
         "anything": 1}
     assert DataConfig(dataset="python").dataset == "python"
-    with pytest.raises(ValueError, match="takes no options"):
-        DataConfig(dataset="python", options={"num_train": 3})
+    assert DataConfig(dataset="python", options={"image_size": 8}).options == {"image_size": 8}
+    with pytest.raises(ValueError, match=r"data.options \['num_train'\]: .* takes only "
+                                         "image_size"):
+        DataConfig(dataset="python", options={"num_train": 3, "image_size": 8})
+    with pytest.raises(ValueError, match="data.options.image_size: an integer >= 1"):
+        DataConfig(dataset="python", options={"image_size": 0})
+    with pytest.raises(ValueError, match="with data.streaming: false it is held in memory"):
+        DataConfig(dataset="python", options={"image_size": 8}, streaming=False)
 
 
 @pytest.mark.parametrize("over,needle", [

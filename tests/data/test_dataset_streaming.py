@@ -155,3 +155,74 @@ def test_the_teacher_cache_of_a_streamed_dataset_sees_a_changed_item(tmp_path):
     data.images[20, 0, 0, 0] ^= 1  # one pixel of the middle item, same length and labels
     assert "built" in attach()
     assert attach().startswith("teacher cache: reusing")
+
+
+def test_evaluate_streams_a_dataset_when_asked_or_over_the_budget_as_in_memory(
+        tmp_path, capsys):
+    model, test = net(8), Tinted(48, seed=1)
+    edgedistill.train(model, Tinted(96), epochs=2, batch_size=16, out=tmp_path / "run",
+                      **settings())
+    capsys.readouterr()
+    memory = edgedistill.evaluate(model, test)  # in memory, the training set's statistics
+    assert "streaming" not in capsys.readouterr().out
+    asked = edgedistill.evaluate(model, test, data={"streaming": True, "transform": "fit"})
+    assert "streaming it" not in capsys.readouterr().out  # asked for, not decided
+    over = edgedistill.evaluate(model, test, **{"data.memory_budget_gb": 1e-6,
+                                                "data.transform": "fit"})
+    assert "data: Tinted would take 3.43e-05 GiB decoded in memory, over " \
+           "data.memory_budget_gb=1e-06: streaming it with 2 workers instead" \
+           in capsys.readouterr().out
+    assert memory["images"] == asked["images"] == over["images"] == 48
+    assert 0.25 < memory["acc"] and memory["acc"] == asked["acc"] == over["acc"]
+    assert asked["loss"] == pytest.approx(memory["loss"], abs=1e-5)
+    assert over["loss"] == pytest.approx(memory["loss"], abs=1e-5)
+    with pytest.raises(UsageError, match="unknown key 'data.stream'"):
+        edgedistill.evaluate(model, test, data={"stream": True})
+
+
+FIXED = '''
+from torch import nn
+
+
+def fixed(num_classes=4, in_channels=3):
+    """Takes 8 x 8 images only: any other size fails at the linear layer."""
+    return nn.Sequential(nn.Conv2d(in_channels, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 8 * 8, num_classes))
+'''
+
+
+def test_a_run_trained_on_a_resized_stream_is_evaluated_and_exported_at_that_size(
+        tmp_path, capsys):
+    import yaml
+
+    (tmp_path / "fixed_net.py").write_text(FIXED)
+    test = Tinted(32, seed=1)
+    summary = edgedistill.train({"factory": f"{tmp_path / 'fixed_net.py'}:fixed"}, Tinted(96),
+                                test, epochs=1, batch_size=16, out=tmp_path / "run",
+                                **settings(options={"image_size": 8}))
+    assert "data: data.options.image_size=8 resizes Tinted's images, which only streaming " \
+           "does: streaming it with 2 workers" in capsys.readouterr().out
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]
+    assert saved["streaming"] is True and saved["options"] == {"image_size": 8}
+    assert len(saved["mean"]) == len(saved["std"]) == 3
+    scores = edgedistill.evaluate(str(tmp_path / "run"), test)  # 16 x 16 images, streamed at 8
+    assert scores["images"] == 32 and scores["acc"] == pytest.approx(summary["final_test_acc"])
+    out = edgedistill.export(str(tmp_path / "run"), data=test, int8=True, out=tmp_path / "onnx")
+    import onnx
+
+    dims = onnx.load(out["onnx"]).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims][1:] == [3, 8, 8]
+    assert (tmp_path / "onnx" / "model.int8.onnx").stat().st_size > 0
+
+
+def test_a_python_dataset_takes_image_size_and_names_any_other_option(tmp_path):
+    with pytest.raises(UsageError, match=r"data.options \['size'\]: data given from Python as "
+                                         "a Dataset takes only image_size"):
+        edgedistill.train(net(8), Tinted(), epochs=1, out=tmp_path / "a",
+                          data={"options": {"size": 8}})
+    with pytest.raises(UsageError, match="image_size resizes a Dataset as it streams"):
+        edgedistill.train(net(8), Tinted(), epochs=1, out=tmp_path / "b",
+                          data={"options": {"image_size": 8}, "streaming": False})
+    cfg = DataConfig(dataset="python", options={"image_size": 12})
+    assert stream_dataset(Tinted(8), "train", cfg).image_shape == (3, 12, 12)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -101,16 +101,35 @@ def check_dataset(name: str, options: dict[str, Any], streaming: bool | None) ->
     loader (the streaming one when ``streaming`` is true or the set is only streamed),
     converted; a ``ValueError`` names the key and the allowed ones."""
     if name == PYTHON_DATA:
-        if options:
-            raise ValueError(f"data.options {sorted(options)}: data given from Python as a "
-                             "Dataset takes no options")
-        return options
+        return _python_options(options, streaming)
     memory, stream = _entries("memory"), _entries("streaming")
     # streaming: true on a set held in memory only (and the reverse) is refused when the
     # data loads (data/stream_sources.py); its options are checked here all the same
     pick = stream if name not in memory or (streaming and name in stream) else memory
     model = _settings(pick[name], "streaming" if pick is stream else "memory", DATA_SKIP)
     return _validated(model, options, f"dataset {name!r}", "data.options")
+
+
+PYTHON_OPTIONS = ("image_size",)  # what streaming a Dataset reads (data/torch_dataset.py)
+
+
+def _python_options(options: dict[str, Any], streaming: bool | None) -> dict[str, Any]:
+    """A Dataset given from Python takes ``image_size`` (the side of the squares it
+    streams as), which only streaming applies: refused with ``streaming: false``."""
+    extra = sorted(set(options) - set(PYTHON_OPTIONS))
+    if extra:
+        raise ValueError(f"data.options {extra}: data given from Python as a Dataset takes "
+                         f"only {', '.join(PYTHON_OPTIONS)} (the side of the squares it "
+                         "streams as)")
+    size = options.get("image_size")
+    if "image_size" in options and (not isinstance(size, int) or isinstance(size, bool)
+                                    or size < 1):
+        raise ValueError(f"data.options.image_size: an integer >= 1 (got {size!r})")
+    if size is not None and streaming is False:
+        raise ValueError("data.options.image_size resizes a Dataset as it streams; with "
+                         "data.streaming: false it is held in memory at its own size: "
+                         "remove one of them")
+    return dict(options)
 
 
 def check_model(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:

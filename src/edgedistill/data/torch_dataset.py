@@ -153,7 +153,8 @@ def decoded_bytes(dataset) -> int:
 def wants_streaming(cfg, datasets, log=print) -> bool:
     """Whether a user's ``datasets`` (train, test or None) stream under ``cfg`` (a
     ``DataConfig``): ``data.streaming`` when set, else when their decoded size exceeds
-    ``data.memory_budget_gb`` (and then says so). Sets already in memory stay there."""
+    ``data.memory_budget_gb`` or ``data.options.image_size`` asks for a resize (and then
+    says so). Sets already in memory stay there."""
     datasets = [d for d in datasets if d is not None]
     if any(isinstance(d, ImageData) for d in datasets):
         if cfg.streaming:
@@ -162,6 +163,11 @@ def wants_streaming(cfg, datasets, log=print) -> bool:
         return False
     if cfg.streaming is not None:
         return cfg.streaming
+    if "image_size" in cfg.options:
+        log(f"data: data.options.image_size={cfg.options['image_size']} resizes "
+            f"{type(datasets[0]).__name__}'s images, which only streaming does: streaming it "
+            f"with {cfg.workers} workers")
+        return True
     need = sum(decoded_bytes(d) for d in datasets)
     if need <= cfg.memory_budget_gb * 2**30:
         return False
@@ -185,10 +191,11 @@ def _channels(image: Any) -> int:
 
 def stream_dataset(dataset, split: str, cfg, *, like=None):
     """``dataset`` as ``StreamingData`` under ``cfg`` (a ``DataConfig``). Images come
-    out square, as large as the first image's shorter side; grey images stay one channel. ``like`` (the training split) supplies the size, classes and
-    normalization of a test split. No default augmentation, as in memory: ``data.augment``
-    turns on the pad-crop and flip (the ``imagenet`` recipe's random resized crop applies
-    regardless)."""
+    out square, ``data.options.image_size`` on a side, else as large as the first image's
+    shorter side; grey images stay one channel. ``like`` (the training split) supplies the
+    size, classes and normalization of a test split. No default augmentation, as in
+    memory: ``data.augment`` turns on the pad-crop and flip (the ``imagenet`` recipe's
+    random resized crop applies regardless)."""
     from edgedistill.data.stream_sources import streaming_data
     from edgedistill.data.transforms import CorruptImage, to_uint8_image
 
@@ -207,10 +214,12 @@ def stream_dataset(dataset, split: str, cfg, *, like=None):
         raise UsageError(f"dataset item 0 is a {type(item).__name__}, not an (image, label) "
                          "pair")
     first = item[0]
-    try:
-        size = min(to_uint8_image(first, f"{name}[0]").shape[1:])
-    except CorruptImage as err:
-        raise UsageError(str(err)) from None
+    size = cfg.options.get("image_size")
+    if size is None:
+        try:
+            size = min(to_uint8_image(first, f"{name}[0]").shape[1:])
+        except CorruptImage as err:
+            raise UsageError(str(err)) from None
     mean, std = (None, None) if cfg.mean is None else (cfg.mean, cfg.std)
     return streaming_data(dataset, size, name=name, split=split, mean=mean, std=std,
                           channels=_channels(first), augment=AugmentSpec())
