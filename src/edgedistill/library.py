@@ -260,6 +260,11 @@ def _read_config(source: Any, module: nn.Module, data: Any, batch_size: int,
     else:
         base = {**_trained_data(source, module), "dataset": "python"}
     raw = _fill({"data": {**base, "eval_batch_size": batch_size}}, settings, where)
+    size = base.get("options", {}).get("image_size")
+    if size is not None and raw["data"].get("streaming") is False:
+        raise UsageError(f"{where}: the model was trained on a Dataset streamed at {size} x "
+                         f"{size}; with data.streaming: false this one would be read at its "
+                         "own size: leave data.streaming unset")
     return _config(_read_schema(), raw, {}, where).data
 
 

@@ -184,10 +184,10 @@ FIXED = '''
 from torch import nn
 
 
-def fixed(num_classes=4, in_channels=3):
-    """Takes 8 x 8 images only: any other size fails at the linear layer."""
+def fixed(num_classes=4, in_channels=3, side=8):
+    """Takes side x side images only: any other size fails at the linear layer."""
     return nn.Sequential(nn.Conv2d(in_channels, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                         nn.Linear(4 * 8 * 8, num_classes))
+                         nn.Linear(4 * side * side, num_classes))
 '''
 
 
@@ -207,6 +207,10 @@ def test_a_run_trained_on_a_resized_stream_is_evaluated_and_exported_at_that_siz
     assert len(saved["mean"]) == len(saved["std"]) == 3
     scores = edgedistill.evaluate(str(tmp_path / "run"), test)  # 16 x 16 images, streamed at 8
     assert scores["images"] == 32 and scores["acc"] == pytest.approx(summary["final_test_acc"])
+    assert scores["loss"] == pytest.approx(records(tmp_path / "run")[-1]["test_loss"], abs=1e-5)
+    with pytest.raises(UsageError, match="trained on a Dataset streamed at 8 x 8; with "
+                                         "data.streaming: false"):
+        edgedistill.evaluate(str(tmp_path / "run"), test, data={"streaming": False})
     out = edgedistill.export(str(tmp_path / "run"), data=test, int8=True, out=tmp_path / "onnx")
     import onnx
 
@@ -226,3 +230,14 @@ def test_a_python_dataset_takes_image_size_and_names_any_other_option(tmp_path):
     cfg = DataConfig(dataset="python", options={"image_size": 12})
     assert stream_dataset(Tinted(8), "train", cfg).image_shape == (3, 12, 12)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_run_trained_in_memory_evaluates_a_dataset_with_its_training_statistics(tmp_path):
+    (tmp_path / "fixed_net.py").write_text(FIXED)
+    train, test = Tinted(96), Tinted(32, seed=1)
+    test.images = test.images // 2  # darker: its own statistics are not the training set's
+    model = {"factory": f"{tmp_path / 'fixed_net.py'}:fixed", "kwargs": {"side": 16}}
+    edgedistill.train(model, train, test, epochs=1, batch_size=16, out=tmp_path / "run",
+                      **settings())
+    scores = edgedistill.evaluate(str(tmp_path / "run"), test)
+    assert scores["loss"] == pytest.approx(records(tmp_path / "run")[-1]["test_loss"], abs=1e-5)
