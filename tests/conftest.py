@@ -18,6 +18,29 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "edgedistill.cli"]
 
 
+@pytest.fixture(autouse=True)
+def _forget_plugins():
+    """Entries a test's plugins register (from a user's file or module, not edgedistill's
+    own) are removed after it, so later tests in the process see the built-ins only; a
+    plugin file's module goes too, so importing the file again registers again."""
+    from edgedistill.plugins import FILE_PREFIX
+    from edgedistill.registry import REGISTRIES
+
+    before = {id(r): set(r._items) for r in REGISTRIES}
+    yield
+    for registry in list(REGISTRIES):
+        for name in set(registry._items) - before.get(id(registry), set()):
+            origin = registry._origins.get(name, "")
+            if origin.startswith("edgedistill.") or origin == "edgedistill":
+                continue
+            registry.forget(name)
+            if origin.startswith(FILE_PREFIX):
+                sys.modules.pop(origin, None)
+            zoo = sys.modules.get("edgedistill.models.zoo")
+            if zoo is not None:
+                zoo._FAMILIES.pop(name, None)
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600):
     """Run the real ``edgedistill`` command in a subprocess."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -44,6 +44,10 @@ def settings_from_signature(obj: Any, skip: tuple[str, ...] = (), title: str = "
     return create_model(base.__name__, __base__=base, **fields)
 
 
+# every registry made, so that tests can forget the entries their plugins registered
+REGISTRIES: list[Registry] = []
+
+
 class Registry:
     """Maps names to factories. ``@REG.register("name")`` adds one.
 
@@ -60,6 +64,13 @@ class Registry:
         self._descriptions: dict[str, str] = {}
         self._settings: dict[str, type[BaseModel] | None] = {}
         self._origins: dict[str, str] = {}
+        REGISTRIES.append(self)
+
+    def forget(self, name: str) -> None:
+        """Remove ``name`` from every table of this registry (a test's plugins)."""
+        for table in vars(self).values():
+            if isinstance(table, dict):
+                table.pop(name, None)
 
     def register(self, name: str, description: str | None = None,
                  settings: type[BaseModel] | None = None) -> Callable[[T], T]:
