@@ -110,7 +110,7 @@ def plugins(tmp_path):
     return names, raw, folder
 
 
-def refused(raw: dict, *needles: str) -> None:
+def assert_refused(raw: dict, *needles: str) -> None:
     with pytest.raises(UsageError) as err:
         validate(raw, TrainExperiment)
     for needle in needles:
@@ -133,25 +133,25 @@ def test_plugin_dataset_model_and_logger_validate_at_load(plugins):
         assert name in registry and registry.origin(name).endswith(file)
 
     data = raw["data"]
-    refused({**raw, "data": {**data, "options": {"num_trian": 64}}},
+    assert_refused({**raw, "data": {**data, "options": {"num_trian": 64}}},
             f"unknown data.options key 'num_trian' for dataset '{names['stripes']}'",
             "allowed: image_size, noise, num_test, num_train")
-    refused({**raw, "data": {**data, "options": {"noise": "loud"}}},
+    assert_refused({**raw, "data": {**data, "options": {"noise": "loud"}}},
             "data.options.noise", "'loud'", "float")
-    refused({**raw, "model": {"name": names["tinynet"], "kwargs": {"hiden": 4}}},
+    assert_refused({**raw, "model": {"name": names["tinynet"], "kwargs": {"hiden": 4}}},
             f"unknown kwargs key 'hiden' for model '{names['tinynet']}'",
             "allowed: hidden, in_channels, num_classes")
-    refused({**raw, "model": {"name": names["tinynet"], "kwargs": {"hidden": "four"}}},
+    assert_refused({**raw, "model": {"name": names["tinynet"], "kwargs": {"hidden": "four"}}},
             "kwargs.hidden", "'four'")
-    refused({**raw, "loggers": [{"name": names["lines"], "file": "x.txt"}]},
+    assert_refused({**raw, "loggers": [{"name": names["lines"], "file": "x.txt"}]},
             "unknown loggers[0] key 'file'", "allowed: digits, filename, name")
-    refused({**raw, "loggers": [{"name": names["lines"], "digits": "many"}]}, "digits")
+    assert_refused({**raw, "loggers": [{"name": names["lines"], "digits": "many"}]}, "digits")
 
 
 def test_without_the_plugins_the_names_are_unknown(plugins):
     names, raw, _ = plugins
     raw = {**raw, "plugins": [], "loggers": []}
-    refused(raw, f"unknown dataset '{names['stripes']}'", "(or add yours under plugins:)",
+    assert_refused(raw, f"unknown dataset '{names['stripes']}'", "(or add yours under plugins:)",
             f"unknown model '{names['tinynet']}'")
 
 

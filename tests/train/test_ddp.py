@@ -196,24 +196,32 @@ def children_with_rank(pid: int, rank: int) -> int | None:
     return None
 
 
-@pytest.mark.slow
-def test_a_killed_rank_stops_the_job_and_resume_continues_exactly(full_run, tmp_path):
-    path, full, _ = full_run
-    run = tmp_path / "killed"
-    proc = subprocess.Popen([*CLI, "train", str(path), "--nproc", "2", "--out", str(run)],
-                            env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+def kill_at_first_checkpoint(command: list[str], run: Path, rank: int) -> tuple[int, str]:
+    """Start ``edgedistill COMMAND --nproc 2 --out RUN``, SIGKILL rank ``rank`` once the
+    first checkpoint is written, and check that the job then stopped, failed, within 30 s;
+    the killed pid and the job's stderr."""
+    proc = subprocess.Popen([*CLI, *command, "--nproc", "2", "--out", str(run)], env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     ckpt = run / "checkpoints" / "last.pt"
     deadline = time.time() + 400
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
-    victim = children_with_rank(proc.pid, 1)
+    victim = children_with_rank(proc.pid, rank)
     assert ckpt.exists() and victim is not None, "no checkpoint before the job ended"
     os.kill(victim, signal.SIGKILL)
     killed_at = time.time()
     _, stderr = proc.communicate(timeout=60)
     assert time.time() - killed_at < 30
     assert proc.returncode != 0
+    return victim, stderr
+
+
+@pytest.mark.slow
+def test_a_killed_rank_stops_the_job_and_resume_continues_exactly(full_run, tmp_path):
+    path, full, _ = full_run
+    run = tmp_path / "killed"
+    ckpt = run / "checkpoints" / "last.pt"
+    _, stderr = kill_at_first_checkpoint(["train", str(path)], run, rank=1)
     assert "rank 1 of 2" in stderr and "SIGKILL" in stderr and "--resume" in stderr, stderr
     assert "Traceback" not in stderr, stderr  # rank 0 says in one line that a peer is gone
     state = torch.load(ckpt, weights_only=True)
@@ -537,20 +545,7 @@ def test_a_killed_rank_0_stops_a_cached_distill_and_resume_continues_exactly(tea
     assert res.returncode == 0, res.stderr[-3000:]
 
     path, run = config("killed"), tmp_path / "killed"
-    proc = subprocess.Popen([*CLI, "distill", str(path), "--nproc", "2", "--out", str(run)],
-                            env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    ckpt = run / "checkpoints" / "last.pt"
-    deadline = time.time() + 400
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    victim = children_with_rank(proc.pid, 0)
-    assert ckpt.exists() and victim is not None, "no checkpoint before the job ended"
-    os.kill(victim, signal.SIGKILL)
-    killed_at = time.time()
-    _, stderr = proc.communicate(timeout=60)
-    assert time.time() - killed_at < 30
-    assert proc.returncode != 0
+    victim, stderr = kill_at_first_checkpoint(["distill", str(path)], run, rank=0)
     lines = [x for x in stderr.splitlines() if x.strip()]
     named = [x for x in lines if "rank 0 of 2" in x]
     assert len(named) == 1, stderr
