@@ -19,13 +19,13 @@ import ast
 import functools
 import inspect
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from edgedistill.losses.catalog import TYPES
+from edgedistill.losses.catalog import Builtin as Entry  # (name, module, params)
 from edgedistill.registry import settings_from_signature, settings_problem
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -34,15 +34,6 @@ PYTHON_DATA = "python"  # the data of a run given as a torch Dataset (edgedistil
 UNREAD = "(its default)"  # stands for a default this reading does not evaluate
 CONSTANT_HELPERS = {"sorted": sorted, "set": set, "tuple": tuple, "list": list, "range": range,
                     "int": int, "str": str}
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A registered function as its file spells it; ``params`` None: import to know."""
-
-    name: str
-    module: str
-    params: tuple[inspect.Parameter, ...] | None
 
 
 @functools.cache
