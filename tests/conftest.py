@@ -4,8 +4,11 @@ and helpers to build tiny experiments."""
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -46,6 +49,41 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, env=env,
                           timeout=timeout)
+
+
+@dataclass
+class TimedRun:
+    """A finished command with its wall time and the CPU seconds it (and its children)
+    used; with ``-X importtime`` its stderr also says which modules it imported."""
+
+    result: subprocess.CompletedProcess
+    wall: float
+    cpu: float
+
+    @property
+    def errors(self) -> list[str]:
+        """stderr without the import-time lines."""
+        return [x for x in self.result.stderr.splitlines() if not x.startswith("import time")]
+
+    @property
+    def imported(self) -> set[str]:
+        return {x.rsplit("|", 1)[-1].strip() for x in self.result.stderr.splitlines()
+                if x.startswith("import time")}
+
+
+def timed_cli(*args: str, command: list[str] | None = None, importtime: bool = True,
+              timeout: float = 120, cwd: Path | None = None) -> TimedRun:
+    """Run ``edgedistill ARGS`` (``python -X importtime -m edgedistill.cli`` unless
+    ``command`` names another way to start it) and measure it."""
+    start = command or ([CLI[0], "-X", "importtime", *CLI[1:]] if importtime else CLI)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    tic = time.perf_counter()
+    result = subprocess.run([*start, *args], capture_output=True, text=True,
+                            timeout=timeout, cwd=cwd)
+    wall = time.perf_counter() - tic
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return TimedRun(result, wall, cpu)
 
 
 def tiny_train_config(**over) -> dict:

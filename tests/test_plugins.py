@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from edgedistill.config import DistillExperiment, load_config
 from edgedistill.errors import UsageError
 from edgedistill.losses import LOSSES
 from edgedistill.plugins import load_plugins
-from tests.conftest import CLI, run_cli
+from tests.conftest import CLI, run_cli, timed_cli
 from tests.losses.helpers import forgetting_plugin_losses
 
 PLUGIN = '''
@@ -204,29 +203,17 @@ def test_a_misspelt_loss_parameter_exits_2_fast_without_reading_the_data(tmp_pat
     torch (1.7 s to import alone here): the command's CPU time, interpreter start
     included, stays under 2 s, and so does its wall time unless the shared machine is
     overloaded (more runnable jobs than cores), where it is only bounded."""
-    import resource
-    import subprocess
-
     root = tmp_path / "no_dataset_here"
     cfg = tmp_path / "typo.yaml"
     cfg.write_text(yaml.safe_dump(distill_raw(
         [{"name": "ce"}, {"name": "kd", "params": {"temprature": 4}}], [], root=str(root))))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    tic = time.perf_counter()
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "edgedistill.cli",
-                             "distill", str(cfg), "--out", str(tmp_path / "run")],
-                            capture_output=True, text=True, timeout=60)
-    wall = time.perf_counter() - tic
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    run = timed_cli("distill", str(cfg), "--out", str(tmp_path / "run"), timeout=60)
+    result, errors, cpu, wall = run.result, run.errors, run.cpu, run.wall
     assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if not line.startswith("import time")]
     assert errors == [f"error: {cfg}: losses.1.params: Value error, unknown params key "
                       "'temprature' for loss 'kd'; allowed: start_epoch, temperature "
                       "(got {'temprature': 4})"]
-    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
-                if line.startswith("import time")}
-    assert "edgedistill.config" in imported and "torch" not in imported
+    assert "edgedistill.config" in run.imported and "torch" not in run.imported
     assert not root.exists() and not (tmp_path / "run").exists()
     assert cpu < 2.0, f"{cpu:.2f} s CPU"
     overloaded = os.getloadavg()[0] > (os.cpu_count() or 1)

@@ -6,10 +6,8 @@ wrong type is refused with the key named, through the CLI with exit status 2, fa
 from __future__ import annotations
 
 import inspect
-import resource
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
@@ -18,7 +16,7 @@ from edgedistill.config import DataConfig, ModelConfig, StudentConfig, TrainExpe
 from edgedistill.config.builtins import UNREAD, datasets, models
 from edgedistill.errors import UsageError
 from edgedistill.registry import settings_from_signature
-from tests.conftest import CLI
+from tests.conftest import timed_cli
 
 DATASETS_READ = sorted(datasets()["memory"])
 STREAMED_READ = sorted(datasets()["streaming"])
@@ -174,17 +172,9 @@ def test_study_and_split_refuse_a_typo_before_torch(tmp_path, command, raw):
 def refused_fast(args: list[str], needle: str) -> None:
     """The command exits 2 with one line holding ``needle``, no traceback, torch never
     imported, under 2 s of CPU."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    tic = time.perf_counter()
-    result = subprocess.run([*CLI[:1], "-X", "importtime", *CLI[1:], *args],
-                            capture_output=True, text=True, timeout=120)
-    wall = time.perf_counter() - tic
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    run = timed_cli(*args)
+    result, errors = run.result, run.errors
     assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if not line.startswith("import time")]
     assert len(errors) == 1 and needle in errors[0] and "Traceback" not in result.stderr, errors
-    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
-                if line.startswith("import time")}
-    assert "edgedistill.config.builtins" in imported and "torch" not in imported
-    assert cpu < 2.0, f"{cpu:.2f} s CPU ({wall:.2f} s wall)"
+    assert "edgedistill.config.builtins" in run.imported and "torch" not in run.imported
+    assert run.cpu < 2.0, f"{run.cpu:.2f} s CPU ({run.wall:.2f} s wall)"

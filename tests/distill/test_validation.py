@@ -2,10 +2,7 @@
 own validation accuracy, and what the halting rules read."""
 
 import json
-import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +10,7 @@ import yaml
 
 from edgedistill.config import DistillExperiment
 from edgedistill.distill.run import run_distill
+from tests.conftest import timed_cli
 from tests.distill.conftest import distill_config
 
 
@@ -48,13 +46,9 @@ def cli_refuses(tmp_path, over: dict) -> tuple[str, float]:
     raw = {**PROBLEM_CONFIG, **over, "teacher": {**PROBLEM_CONFIG["teacher"],
                                                  **over.get("teacher", {})}}
     config.write_text(yaml.safe_dump(raw))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    tic = time.perf_counter()
-    done = subprocess.run([EDGEDISTILL, "distill", str(config), "--out", str(tmp_path / "r")],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    wall = time.perf_counter() - tic
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    run = timed_cli("distill", str(config), "--out", str(tmp_path / "r"),
+                    command=[EDGEDISTILL], timeout=60, cwd=tmp_path)
+    done, wall, cpu = run.result, run.wall, run.cpu
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 5
     assert not (tmp_path / "r").exists()
