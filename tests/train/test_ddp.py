@@ -216,6 +216,17 @@ def kill_at_first_checkpoint(command: list[str], run: Path, rank: int) -> tuple[
     return victim, stderr
 
 
+def assert_resumes_to(full: Path, command: str, path: Path, run: Path) -> None:
+    """``edgedistill COMMAND PATH --nproc 2 --resume`` of the killed ``run`` ends with the
+    records and the very weights of the uninterrupted run ``full``."""
+    resumed = run_cli(command, str(path), "--nproc", "2", "--out", str(run), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert records(run) == records(full)
+    a = load_file(str(full / "model.safetensors"))
+    b = load_file(str(run / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.mark.slow
 def test_a_killed_rank_stops_the_job_and_resume_continues_exactly(full_run, tmp_path):
     path, full, _ = full_run
@@ -232,12 +243,7 @@ def test_a_killed_rank_stops_the_job_and_resume_continues_exactly(full_run, tmp_
         assert other.returncode == 2
         assert "written by 2 rank(s) mid-epoch" in other.stderr and "--nproc 2" in other.stderr
 
-    resumed = run_cli("train", str(path), "--nproc", "2", "--out", str(run), "--resume")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert records(run) == records(full)
-    a = load_file(str(full / "model.safetensors"))
-    b = load_file(str(run / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_resumes_to(full, "train", path, run)
 
 
 @pytest.mark.slow
@@ -554,9 +560,4 @@ def test_a_killed_rank_0_stops_a_cached_distill_and_resume_continues_exactly(tea
     assert "Traceback" not in stderr and "rank 1 of 2" not in stderr, stderr
     assert not (run / "summary.json").exists(), "the job finished before the kill"
 
-    resumed = run_cli("distill", str(path), "--nproc", "2", "--out", str(run), "--resume")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert records(run) == records(full)
-    a = load_file(str(full / "model.safetensors"))
-    b = load_file(str(run / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_resumes_to(full, "distill", path, run)
